@@ -1,0 +1,221 @@
+/* args.c: typed access to a layer call's arguments, with Keras's keyword/positional rules and errors that
+ * point at the line and column. */
+#include "args.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *type_name(enum arg_type t)
+{
+    switch (t) {
+    case ARG_INT: return "an integer";
+    case ARG_FLOAT: return "a number";
+    case ARG_STRING: return "a string";
+    case ARG_TUPLE: return "a tuple";
+    case ARG_NONE: return "None";
+    case ARG_BOOL: return "True/False";
+    }
+    return "?";
+}
+
+int args_error(const struct args *a, const struct arg *arg, struct error *err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    int col = arg ? arg->col : a->col;
+    if (a->line > 0)
+        return error_set(err, ERR_INPUT, "%s:%d:%d: %s: %s", a->file ? a->file : "model", a->line, col,
+                         a->layer, what);
+    return error_set(err, ERR_INPUT, "%s: %s: %s", a->file ? a->file : "model", a->layer, what);
+}
+
+/* The keyword argument `key`, else the positional one at index pos. A keyword given twice, or given both
+ * by position and by keyword, is an error (as in Python). */
+static int find(struct args *a, const char *key, int pos, struct arg **out, struct error *err)
+{
+    struct arg *by_key = NULL, *by_pos = NULL;
+    int npos = 0;
+    for (int i = 0; i < a->n; i++) {
+        struct arg *x = &a->a[i];
+        if (x->key[0] == '\0') {
+            if (npos == pos)
+                by_pos = x;
+            npos++;
+        } else if (strcmp(x->key, key) == 0) {
+            if (by_key)
+                return args_error(a, x, err, "argument '%s' given twice", key);
+            by_key = x;
+        }
+    }
+    if (by_key && by_pos)
+        return args_error(a, by_key, err, "argument '%s' given by position and by keyword", key);
+    *out = by_key ? by_key : by_pos;
+    if (*out)
+        (*out)->used = 1;
+    return ERR_OK;
+}
+
+static int missing(struct args *a, const char *key, struct error *err)
+{
+    return args_error(a, NULL, err, "missing required argument '%s'", key);
+}
+
+int args_int(struct args *a, const char *key, int pos, int required, long dflt, long *out, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x) {
+        if (required)
+            return missing(a, key, err);
+        *out = dflt;
+        return ERR_OK;
+    }
+    if (x->type == ARG_TUPLE && x->n_tuple == 1) {
+        *out = x->tuple[0];
+        return ERR_OK;
+    }
+    if (x->type != ARG_INT)
+        return args_error(a, x, err, "'%s' must be an integer, not %s", key, type_name(x->type));
+    *out = (long)x->num;
+    return ERR_OK;
+}
+
+int args_pair(struct args *a, const char *key, int pos, int required, long dflt, long out[2],
+              struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x) {
+        if (required)
+            return missing(a, key, err);
+        out[0] = out[1] = dflt;
+        return ERR_OK;
+    }
+    if (x->type == ARG_INT) {
+        out[0] = out[1] = (long)x->num;
+        return ERR_OK;
+    }
+    if (x->type == ARG_TUPLE && x->n_tuple == 2) {
+        out[0] = x->tuple[0];
+        out[1] = x->tuple[1];
+        return ERR_OK;
+    }
+    return args_error(a, x, err, "'%s' must be an integer or a pair of integers", key);
+}
+
+int args_pair_or_none(struct args *a, const char *key, int pos, long out[2], int *given, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    *given = 0;
+    if (rc)
+        return rc;
+    if (!x || x->type == ARG_NONE)
+        return ERR_OK;
+    x->used = 0; /* let args_pair find and convert it */
+    *given = 1;
+    return args_pair(a, key, pos, 1, 0, out, err);
+}
+
+int args_float(struct args *a, const char *key, int pos, int required, double dflt, double *out,
+               struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x) {
+        if (required)
+            return missing(a, key, err);
+        *out = dflt;
+        return ERR_OK;
+    }
+    if (x->type != ARG_INT && x->type != ARG_FLOAT)
+        return args_error(a, x, err, "'%s' must be a number, not %s", key, type_name(x->type));
+    if (!isfinite(x->num))
+        return args_error(a, x, err, "'%s' must be finite", key);
+    *out = x->num;
+    return ERR_OK;
+}
+
+int args_bool(struct args *a, const char *key, int pos, int dflt, int *out, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x) {
+        *out = dflt;
+        return ERR_OK;
+    }
+    if (x->type != ARG_BOOL)
+        return args_error(a, x, err, "'%s' must be True or False, not %s", key, type_name(x->type));
+    *out = x->num != 0;
+    return ERR_OK;
+}
+
+int args_choice(struct args *a, const char *key, int pos, const char *const *choices, int dflt, int *out,
+                struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x) {
+        *out = dflt;
+        return ERR_OK;
+    }
+    const char *s = x->type == ARG_NONE ? "None" : x->type == ARG_STRING ? x->str : NULL;
+    if (s)
+        for (int i = 0; choices[i]; i++)
+            if (strcmp(choices[i], s) == 0) {
+                *out = i;
+                return ERR_OK;
+            }
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s'%s'", i ? ", " : "", choices[i]);
+    }
+    if (s)
+        return args_error(a, x, err, "unknown value '%s' for '%s' (expected one of %s)", s, key, list);
+    return args_error(a, x, err, "'%s' must be one of %s, not %s", key, list, type_name(x->type));
+}
+
+int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    if (rc)
+        return rc;
+    if (!x)
+        return missing(a, key, err);
+    if (x->type != ARG_TUPLE)
+        return args_error(a, x, err, "'%s' must be a tuple such as (28, 28, 1)", key);
+    for (int i = 0; i < x->n_tuple; i++)
+        out[i] = x->tuple[i];
+    *n = x->n_tuple;
+    return ERR_OK;
+}
+
+int args_check_unused(const struct args *a, struct error *err)
+{
+    for (int i = 0; i < a->n; i++) {
+        const struct arg *x = &a->a[i];
+        if (x->used)
+            continue;
+        if (x->key[0])
+            return args_error(a, x, err, "unknown argument '%s'", x->key);
+        return args_error(a, x, err, "too many positional arguments");
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,154 @@
+/* layer.h: a layer kind as a table of operations, the parsed description of one layer (spec) and its
+ * runtime state for one batch size (layer). Each kind lives in its own file and exports one
+ * `const struct layer_ops`; layer_find() looks kinds up by their model-file name. */
+#ifndef TRAINER_LAYER_H
+#define TRAINER_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "args.h"
+#include "dnn.h"
+#include "error.h"
+
+enum activation { ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, ACT_SIGMOID, ACT_TANH };
+
+/* Names as Keras spells them, indexed by enum activation; NULL-terminated (for args_choice). */
+extern const char *const activation_names[];
+
+/* A tensor's shape per sample: rank 3 is (h, w, c) channels-last, rank 1 is (c) features (h = w = 1). */
+struct shape {
+    int rank;
+    int h, w, c;
+};
+
+static inline long shape_size(const struct shape *s) { return (long)s->h * s->w * s->c; }
+
+/* Kind-specific configuration, filled by ops->parse. */
+struct conv_cfg {
+    int filters, kh, kw, sh, sw, same, use_bias;
+    enum activation act;
+};
+struct pool_cfg {
+    int ph, pw, sh, sw, same;
+};
+struct dense_cfg {
+    int units, use_bias;
+    enum activation act;
+};
+struct dropout_cfg {
+    double rate;
+};
+struct act_cfg {
+    enum activation act;
+};
+struct input_cfg {
+    int h, w, c;
+};
+
+/* A parameter tensor of a layer: its name in Keras ("kernel", "bias"), its Keras shape, and its
+ * offset in the parameter slab (set by the network). */
+struct param_info {
+    const char *name;
+    int rank;
+    long dims[4];
+    size_t size;   /* elements */
+    size_t offset; /* into the slab */
+};
+
+#define LAYER_MAX_PARAMS 2
+
+struct layer_ops;
+
+struct layer_spec {
+    const struct layer_ops *ops;
+    char name[48];   /* Keras-style unique name: conv2d_1, max_pooling2d_2, dense_1 ... */
+    int line;        /* where it came from, for messages (0: not from a text file) */
+    int index;       /* position in the model, 0 = the Input */
+    union {
+        struct conv_cfg conv;
+        struct pool_cfg pool;
+        struct dense_cfg dense;
+        struct dropout_cfg dropout;
+        struct act_cfg act;
+        struct input_cfg input;
+    } u;
+    /* Filled by ops->infer from the input shape: */
+    struct shape in, out;
+    int n_params;
+    struct param_info params[LAYER_MAX_PARAMS];
+    /* The model's final softmax is not computed by the layer: the network fuses it with the loss
+     * (forward: logits, then softmax in the loss module). Set by model_infer on the last layer. */
+    int softmax_in_loss;
+};
+
+/* Runtime state of one layer for one batch size (a network keeps one set per batch size it has seen). */
+struct layer {
+    const struct layer_spec *spec;
+    int n;                      /* samples in the batch */
+    dnnl_memory_desc_t src_md;  /* what forward receives and backward's diff_src must be: the previous
+                                   layer's dst_md */
+    dnnl_memory_desc_t dst_md;  /* what forward produces and backward receives as diff_dst */
+    dnnl_memory_t dst;          /* forward output (owned) */
+    dnnl_memory_t diff_src;     /* backward output (owned; NULL for the first layer after Input) */
+    float *w;                   /* this layer's parameters in the slab, Keras layout, params[] order */
+    float *dw;                  /* same in the gradient slab */
+    void *priv;                 /* kind-specific primitives and buffers */
+};
+
+/* What forward needs to know about the step beyond its tensors (dropout masks depend on it). */
+struct step_ctx {
+    const struct dnn *dnn;
+    int training;               /* Dropout is the identity unless training */
+    uint64_t seed;
+    uint64_t step;              /* global optimizer step, 0-based */
+    const int64_t *sample_ids;  /* (n,) global index of each sample of the batch in the dataset */
+};
+
+struct layer_ops {
+    const char *name;         /* model-file and Keras class name: "Conv2D" */
+    const char *keras_prefix; /* for unique names: "conv2d" */
+    /* Reads the call's arguments into spec->u (Keras names, positions and defaults). */
+    int (*parse)(struct layer_spec *spec, struct args *a, struct error *err);
+    /* From spec->in, sets spec->out and spec->params[] (name, rank, Keras dims, size). ERR_INPUT when the
+     * layer cannot be built on that input (kernel larger than input, zero filters ...). */
+    int (*infer)(struct layer_spec *spec, struct error *err);
+    /* Creates primitives and owned memories for batch l->n, given l->src_md; sets l->dst_md, l->dst,
+     * and l->diff_src unless need_diff_src is 0. l->w and l->dw are already set. */
+    int (*create)(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err);
+    /* l->dst = f(src). src has layout l->src_md. */
+    int (*forward)(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err);
+    /* From diff_dst (layout l->dst_md): accumulates nothing, *overwrites* l->dw with this batch's
+     * gradient sum, and writes l->diff_src when the layer was created with need_diff_src.
+     * src is the same memory forward received. */
+    int (*backward)(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
+                    struct error *err);
+    void (*destroy)(struct layer *l);
+    /* Keras default initial values (glorot_uniform kernels, zero biases) into w; rnd() gives uniform
+     * [0, 1) numbers from the network's generator. NULL for layers without parameters. */
+    void (*init_params)(const struct layer_spec *spec, float *w, double (*rnd)(void *state), void *state);
+    /* The layer as a model-file line with every argument explicit, e.g.
+     * `Conv2D(filters=16, kernel_size=(2, 2), strides=(1, 1), padding='same', activation='relu', use_bias=True)`.
+     * Returns what snprintf returns. */
+    int (*to_text)(const struct layer_spec *spec, char *buf, size_t size);
+};
+
+/* The table of layer kinds; NULL when `name` is unknown. */
+const struct layer_ops *layer_find(const char *name);
+/* For "did you mean" messages and docs: the table, NULL-terminated. */
+extern const struct layer_ops *const layer_kinds[];
+
+/* Every kind. */
+extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, layer_average_pooling2d,
+    layer_global_average_pooling2d, layer_global_max_pooling2d, layer_flatten, layer_dense, layer_dropout,
+    layer_activation;
+
+/* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
+void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);
+
+/* Keras conv/pool output size and the oneDNN padding for `same`: Keras/TF puts the extra row/column of an
+ * even total padding at the bottom/right. */
+int layer_out_size(int in, int k, int s, int same);
+void layer_same_padding(int in, int k, int s, int *pad_l, int *pad_r);
+
+#endif

@@ -1,0 +1,27 @@
+/* loss.h: softmax with categorical cross-entropy from integer labels, fused (the gradient with respect to
+ * the logits is simply (p - onehot) / B), on oneDNN's log-softmax primitive. */
+#ifndef TRAINER_LOSS_H
+#define TRAINER_LOSS_H
+
+#include <stdint.h>
+
+#include "dnn.h"
+#include "error.h"
+
+struct loss {
+    int n, classes;
+    dnnl_primitive_t logsoftmax; /* (n, classes) plain */
+    dnnl_memory_t logits_mem;    /* wraps the caller's logits at run time */
+    dnnl_memory_t logp;          /* (n, classes) log-probabilities, owned */
+};
+
+int loss_init(struct loss *l, int n, int classes, const struct dnn *d, struct error *err);
+void loss_release(struct loss *l);
+
+/* logits (n, classes) plain. Writes probs (n, classes) when not NULL. With labels (n,): adds the summed
+ * loss to *loss_sum and the number of argmax hits to *correct, and when dlogits is not NULL writes
+ * dlogits = (softmax - onehot) * scale. Labels must be in [0, classes) (checked by the caller). */
+int loss_softmax_xent(struct loss *l, const float *logits, const int32_t *labels, float scale, float *probs,
+                      float *dlogits, double *loss_sum, long *correct, const struct dnn *d, struct error *err);
+
+#endif

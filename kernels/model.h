@@ -1,0 +1,36 @@
+/* model.h: a model as a list of layer specs, read from the Keras-call model-file syntax or a preset name,
+ * with shapes and parameter counts inferred. */
+#ifndef TRAINER_MODEL_H
+#define TRAINER_MODEL_H
+
+#include <stddef.h>
+
+#include "layer.h"
+
+#define MODEL_MAX_LAYERS 64
+
+struct model {
+    int n_layers;                 /* layers[0] is the Input */
+    struct layer_spec layers[MODEL_MAX_LAYERS];
+    size_t n_params;              /* total parameter count (slab size) */
+    int n_classes;                /* units of the final softmax */
+    char text[8192];              /* the model file text, canonical (one layer per line), as reloadable */
+};
+
+/* Parses model-file text. `file` names it in messages. Assigns Keras-style unique names, infers shapes and
+ * parameter offsets (model_infer). ERR_INPUT with "FILE:LINE:COL: what" on any problem. */
+int model_parse(struct model *m, const char *text, const char *file, struct error *err);
+
+/* `name_or_path` is a preset name (cifar10-cnn, fashion-cnn, gap-cnn) or a model file. */
+int model_load(struct model *m, const char *name_or_path, struct error *err);
+
+/* The text of a preset, or NULL. */
+const char *model_preset_text(const char *name);
+/* NULL-terminated list of preset names. */
+extern const char *const model_preset_names[];
+
+/* From the Input down: shapes, parameter infos and slab offsets, the final softmax and n_classes.
+ * Also used after building specs from a Keras model_config. */
+int model_infer(struct model *m, const char *file, struct error *err);
+
+#endif

@@ -1,0 +1,59 @@
+/* net.h: a model made runnable: one slab of parameters, one of gradients, and per batch size a plan of
+ * oneDNN primitives created once and reused every step. */
+#ifndef TRAINER_NET_H
+#define TRAINER_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dnn.h"
+#include "layer.h"
+#include "model.h"
+
+#define NET_MAX_PLANS 4
+
+struct net_plan;
+
+struct net {
+    struct model model;
+    struct dnn dnn;
+    size_t n_params;
+    float *params;  /* (n_params,) every layer's weights, Keras layout, back to back */
+    float *grads;   /* (n_params,) same layout */
+    struct net_plan *plans[NET_MAX_PLANS]; /* one per batch size seen, created on first use */
+};
+
+/* Builds the network for m (copied). Parameters are zero until net_init_params or a load. */
+int net_create(struct net **out, const struct model *m, struct error *err);
+void net_destroy(struct net *net);
+
+/* Keras initial values from `seed`: the same on every rank. */
+void net_init_params(struct net *net, uint64_t seed);
+
+/* One batch of n images, uint8 (n, H, W, C) as stored; scaled by 1/255 inside. */
+struct net_batch {
+    int n;
+    const uint8_t *images;     /* (n, H, W, C) */
+    const int32_t *labels;     /* (n,) in [0, classes); NULL for inference */
+    const int64_t *sample_ids; /* (n,) global dataset index of each sample (dropout masks) */
+};
+
+/* Per-batch results, summed over the batch's samples (so ranks can add them up). */
+struct net_stats {
+    double loss_sum;   /* sum of per-sample cross-entropy */
+    long correct;      /* samples whose argmax is the label */
+};
+
+/* Forward + loss + backward in training mode. Overwrites net->grads with
+ * (1 / global_batch) * sum over this batch of d loss / d params, so adding the grads of all ranks' shares
+ * of a global batch gives the mean gradient of that batch. */
+int net_train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
+                    uint64_t step, struct net_stats *stats, struct error *err);
+
+/* Inference (Dropout off). probs (n, classes) may be NULL; with labels, stats gets loss and correct. */
+int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,
+                    struct error *err);
+
+/* Largest batch-size plans cached; beyond NET_MAX_PLANS sizes the least recently created is replaced. */
+
+#endif

@@ -1,0 +1,199 @@
+/* layer_check.c: the per-layer test harness (see layer_check.h). */
+#include "layer_check.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rng.h"
+
+#define OK(call)                                                                                    \
+    do {                                                                                            \
+        struct error e_ = {0};                                                                      \
+        struct error *err = &e_;                                                                    \
+        int rc_ = (call);                                                                           \
+        if (rc_ != ERR_OK)                                                                          \
+            fail_msg("%s failed: %s", #call, err->msg);                                             \
+    } while (0)
+
+void lc_fill(float *x, size_t n, double lo, double hi, uint64_t seed)
+{
+    struct rng r;
+    rng_seed(&r, seed, 77);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * rng_uniform(&r));
+}
+
+double lc_max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / fmax(1.0, fabs(b[i]));
+        if (d > m || isnan(d))
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+static void plain_md(dnnl_memory_desc_t *md, int n, const struct shape *s)
+{
+    struct error e = {0};
+    int rc = s->rank == 3 ? dnn_md_nhwc(md, n, s->h, s->w, s->c, &e) : dnn_md_nc(md, n, s->c, &e);
+    if (rc != ERR_OK)
+        fail_msg("descriptor: %s", e.msg);
+}
+
+void lc_setup(struct lc *t, const struct layer_spec *spec, int n, uint64_t seed)
+{
+    struct error e = {0};
+    memset(t, 0, sizeof *t);
+    t->spec = *spec;
+    t->n = n;
+    t->seed = seed;
+    t->step = 3;
+    OK(dnn_init(&t->dnn, err));
+    if (t->spec.ops->infer(&t->spec, &e) != ERR_OK)
+        fail_msg("infer: %s", e.msg);
+    for (int i = 0; i < t->spec.n_params; i++) {
+        t->spec.params[i].offset = t->n_w;
+        t->n_w += t->spec.params[i].size;
+    }
+    t->w = calloc(t->n_w + 1, sizeof(float));
+    t->dw = calloc(t->n_w + 1, sizeof(float));
+    lc_fill(t->w, t->n_w, -0.5, 0.5, seed);
+    t->in_size = (size_t)n * shape_size(&t->spec.in);
+    t->out_size = (size_t)n * shape_size(&t->spec.out);
+    t->ids = malloc(sizeof(int64_t) * n);
+    for (int i = 0; i < n; i++)
+        t->ids[i] = 100 + i;
+    plain_md(&t->in_plain, n, &t->spec.in);
+    plain_md(&t->out_plain, n, &t->spec.out);
+    t->l.spec = &t->spec;
+    t->l.n = n;
+    t->l.src_md = t->in_plain;
+    t->l.w = t->w;
+    t->l.dw = t->dw;
+    if (t->spec.ops->create(&t->l, &t->dnn, 1, &e) != ERR_OK)
+        fail_msg("create: %s", e.msg);
+    OK(dnn_mem(&t->src, &t->in_plain, &t->dnn, t->w /* any non-NULL handle; replaced per call */, err));
+}
+
+void lc_teardown(struct lc *t)
+{
+    t->spec.ops->destroy(&t->l);
+    dnnl_memory_destroy(t->src);
+    dnn_release(&t->dnn);
+    free(t->w);
+    free(t->dw);
+    free(t->ids);
+}
+
+static struct step_ctx ctx_of(struct lc *t, int training)
+{
+    struct step_ctx c = {&t->dnn, training, t->seed, t->step, t->ids};
+    return c;
+}
+
+void lc_forward(struct lc *t, const float *x, float *y, int training)
+{
+    struct error e = {0};
+    struct step_ctx c = ctx_of(t, training);
+    dnnl_memory_set_data_handle(t->src, (void *)x);
+    if (t->spec.ops->forward(&t->l, &c, t->src, &e) != ERR_OK)
+        fail_msg("forward: %s", e.msg);
+    if (dnn_read_plain(t->l.dst, &t->out_plain, y, &t->dnn, &e) != ERR_OK)
+        fail_msg("read dst: %s", e.msg);
+}
+
+void lc_backward(struct lc *t, const float *x, const float *dy, float *dx, int training)
+{
+    struct error e = {0};
+    struct step_ctx c = ctx_of(t, training);
+    float *y = malloc(sizeof(float) * (t->out_size + 1));
+    dnnl_memory_t ddst = NULL;
+    lc_forward(t, x, y, training);
+    if (dnn_mem(&ddst, &t->l.dst_md, &t->dnn, NULL, &e) != ERR_OK ||
+        dnn_write_plain(ddst, &t->out_plain, dy, &t->dnn, &e) != ERR_OK)
+        fail_msg("diff_dst: %s", e.msg);
+    dnnl_memory_set_data_handle(t->src, (void *)x);
+    if (t->spec.ops->backward(&t->l, &c, t->src, ddst, &e) != ERR_OK)
+        fail_msg("backward: %s", e.msg);
+    if (dx && dnn_read_plain(t->l.diff_src, &t->in_plain, dx, &t->dnn, &e) != ERR_OK)
+        fail_msg("read diff_src: %s", e.msg);
+    dnnl_memory_destroy(ddst);
+    free(y);
+}
+
+/* L = sum(forward(x) * R), in double. */
+static double objective(struct lc *t, const float *x, const float *r, float *y, int training)
+{
+    lc_forward(t, x, y, training);
+    double s = 0;
+    for (size_t i = 0; i < t->out_size; i++)
+        s += (double)y[i] * r[i];
+    return s;
+}
+
+/* Central difference at *p, or NAN when the one-sided slopes disagree (a kink within +-h). */
+static double numeric(struct lc *t, float *p, const float *x, const float *r, float *y, int training)
+{
+    const float h = 1e-2f;
+    float saved = *p;
+    double f0 = objective(t, x, r, y, training);
+    *p = saved + h;
+    double fp = objective(t, x, r, y, training);
+    *p = saved - h;
+    double fm = objective(t, x, r, y, training);
+    *p = saved;
+    double right = (fp - f0) / h, left = (f0 - fm) / h;
+    if (fabs(right - left) > 1e-2 * fmax(1.0, fabs(right) + fabs(left)))
+        return NAN;
+    return (fp - fm) / (2.0 * h);
+}
+
+static void check_points(struct lc *t, float *vals, const float *grad, size_t count, const char *what,
+                         const float *x, const float *r, float *y, int training, double tol, int max_points)
+{
+    struct rng g;
+    rng_seed(&g, 1234, count);
+    int checked = 0, tried = 0;
+    size_t points = count <= (size_t)max_points ? count : (size_t)max_points;
+    for (size_t k = 0; k < points; k++) {
+        size_t i = count <= (size_t)max_points ? k : (size_t)rng_below(&g, count);
+        double num = numeric(t, &vals[i], x, r, y, training);
+        tried++;
+        if (isnan(num))
+            continue;
+        checked++;
+        double diff = fabs(grad[i] - num);
+        if (diff > tol * fmax(1.0, fabs(num)))
+            fail_msg("%s: %s[%zu]: analytic %.6g, numeric %.6g", t->spec.ops->name, what, i, grad[i], num);
+    }
+    if (tried > 0 && checked * 2 < tried)
+        fail_msg("%s: %s: only %d of %d points were away from kinks", t->spec.ops->name, what, checked, tried);
+}
+
+void lc_gradcheck(struct lc *t, int training, double tol, int max_points)
+{
+    float *x = malloc(sizeof(float) * (t->in_size + 1));
+    float *r = malloc(sizeof(float) * (t->out_size + 1));
+    float *y = malloc(sizeof(float) * (t->out_size + 1));
+    float *dx = malloc(sizeof(float) * (t->in_size + 1));
+    float *dw = malloc(sizeof(float) * (t->n_w + 1));
+    lc_fill(x, t->in_size, -1.0, 1.0, t->seed + 1);
+    lc_fill(r, t->out_size, -1.0, 1.0, t->seed + 2);
+    lc_backward(t, x, r, dx, training);
+    memcpy(dw, t->dw, sizeof(float) * t->n_w);
+    check_points(t, x, dx, t->in_size, "input", x, r, y, training, tol, max_points);
+    check_points(t, t->w, dw, t->n_w, "weights", x, r, y, training, tol, max_points);
+    free(x);
+    free(r);
+    free(y);
+    free(dx);
+    free(dw);
+}
