@@ -18,26 +18,40 @@ struct dataset {
     int h, w, c;              /* per-sample image shape */
     int n_class_names;        /* 0 when the file has no class_names attribute */
     char **class_names;       /* (n_class_names,) owned */
+    /* dataset_read's scratch, grown on demand and kept, so a training loop does not allocate per batch. */
+    int scratch_cap;              /* samples per request the arrays below have room for */
+    struct dataset_slot *slots;   /* (scratch_cap,) a request's indices, sorted */
+    uint8_t *scratch_images;      /* (scratch_cap, h, w, c) its distinct samples, in file order */
+    int32_t *scratch_labels;      /* (scratch_cap,) */
+    hsize_t *scratch_coords;      /* (scratch_cap,) its distinct indices, ascending */
 };
 
 /* Opens and validates the layout (ranks, types, matching N, N > 0) without reading the data.
  * ERR_INPUT "PATH: what is wrong" for a missing file, a non-HDF5 or damaged file, missing or malformed
- * /images or /labels. The HDF5 library's own error printing is switched off. */
+ * /images or /labels; ERR_IO when the file exists but cannot be read. The HDF5 library's own error printing
+ * is switched off. On failure nothing stays open; dataset_close is safe on a failed or closed dataset. */
 int dataset_open(struct dataset *ds, const char *path, struct error *err);
 void dataset_close(struct dataset *ds);
 
 /* Reads samples idx[0..n) (any order, repeats allowed, each in [0, ds->n)) into images (n, h, w, c) and
  * labels (n,), in the order given. Only those samples are read from the file. Labels are checked against
- * [0, n_classes) when n_classes > 0: ERR_INPUT naming the file, the sample index and the value. */
+ * [0, n_classes) when n_classes > 0: ERR_INPUT naming the file, the sample index and the value. An index
+ * outside [0, ds->n) is the caller's bug: ERR_INTERNAL. Uses ds's scratch buffers: one thread per dataset. */
 int dataset_read(struct dataset *ds, const int64_t *idx, int n, uint8_t *images, int32_t *labels,
                  int n_classes, struct error *err);
 
-/* Counts per class over the whole file (for `info`); counts has n_classes slots. */
+/* Counts per class over the whole file (for `info`); counts has n_classes slots (may be NULL when
+ * n_classes is 0). Labels >= n_classes are not counted, but *max_label (when not NULL) gets the largest
+ * label seen, so the caller can tell. A negative label is ERR_INPUT naming the sample. */
 int dataset_label_counts(struct dataset *ds, int64_t *counts, int n_classes, int *max_label, struct error *err);
 
 /* Writes a dataset file from memory: images (n, h, w, c) uint8, labels (n,) uint8..int32, class names
- * (may be NULL). Written to PATH.tmp.<pid> in the same directory, then renamed over PATH, so a failure
- * never leaves a half-written PATH. Chunked along N. */
+ * (may be NULL). Written to PATH.tmp.<pid> in the same directory, fsync'ed, then renamed over PATH, so a
+ * failure never leaves a half-written PATH (and removes the temporary file). Chunked along N, uncompressed,
+ * so random reads stay fast. /labels is uint8 when every label is in [0, 256), int32 otherwise; class_names
+ * is an array of variable-length UTF-8 strings. The file is built in memory first (about the size of the
+ * data), then written with plain write(). ERR_IO "PATH: cannot create: ..." / "cannot write: ..." when the
+ * file system refuses; ERR_INPUT for n <= 0 or an empty sample shape. */
 int dataset_write(const char *path, const uint8_t *images, const int32_t *labels, int64_t n, int h, int w,
                   int c, const char *const *class_names, int n_class_names, struct error *err);
 

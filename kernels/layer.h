@@ -105,6 +105,9 @@ struct step_ctx {
     const int64_t *sample_ids;  /* (n,) global index of each sample of the batch in the dataset */
 };
 
+/* One table per layer kind. The Input never runs (the network feeds the scaled images as its output), so
+ * layer_input has NULL create, forward, backward, destroy and init_params; init_params is also NULL for
+ * every kind without parameters. */
 struct layer_ops {
     const char *name;         /* model-file and Keras class name: "Conv2D" */
     const char *keras_prefix; /* for unique names: "conv2d" */

@@ -19,8 +19,11 @@ int loss_init(struct loss *l, int n, int classes, const struct dnn *d, struct er
 void loss_release(struct loss *l);
 
 /* logits (n, classes) plain. Writes probs (n, classes) when not NULL. With labels (n,): adds the summed
- * loss to *loss_sum and the number of argmax hits to *correct, and when dlogits is not NULL writes
- * dlogits = (softmax - onehot) * scale. Labels must be in [0, classes) (checked by the caller). */
+ * loss to *loss_sum and the number of argmax hits (ties: the lowest index) to *correct (either may be
+ * NULL), and when dlogits is not NULL writes dlogits = (softmax - onehot) * scale. Without labels only
+ * probs is written (predict). Labels must be in [0, classes): checked by the caller, and again here
+ * (ERR_INPUT) rather than reading out of bounds. Stable for any finite logits (log-softmax subtracts the
+ * row maximum). */
 int loss_softmax_xent(struct loss *l, const float *logits, const int32_t *labels, float scale, float *probs,
                       float *dlogits, double *loss_sum, long *correct, const struct dnn *d, struct error *err);
 

@@ -21,7 +21,8 @@ struct model {
  * parameter offsets (model_infer). ERR_INPUT with "FILE:LINE:COL: what" on any problem. */
 int model_parse(struct model *m, const char *text, const char *file, struct error *err);
 
-/* `name_or_path` is a preset name (cifar10-cnn, fashion-cnn, gap-cnn) or a model file. */
+/* `name_or_path` is a preset name (cifar10-cnn, fashion-cnn, gap-cnn) or a model file (at most 64 KiB;
+ * unreadable: ERR_INPUT "PATH: cannot read: reason"). */
 int model_load(struct model *m, const char *name_or_path, struct error *err);
 
 /* The text of a preset, or NULL. */
@@ -29,8 +30,9 @@ const char *model_preset_text(const char *name);
 /* NULL-terminated list of preset names. */
 extern const char *const model_preset_names[];
 
-/* From the Input down: shapes, parameter infos and slab offsets, the final softmax and n_classes.
- * Also used after building specs from a Keras model_config. */
+/* From the Input down: shapes, parameter infos and slab offsets, the final softmax (softmax_in_loss on the
+ * last layer) and n_classes, then m->text. Also used after building specs from a Keras model_config (each
+ * spec needs ops, u, name; line 0 when not from a text file). Errors are "FILE:LINE: NAME: what". */
 int model_infer(struct model *m, const char *file, struct error *err);
 
 #endif

@@ -10,7 +10,10 @@
 #include "layer.h"
 #include "model.h"
 
-#define NET_MAX_PLANS 4
+#define NET_MAX_PLANS 8
+/* The gradient slab has this many floats after the gradients: the trainer folds its per-step statistics
+ * (loss, hits, an error flag) into them so that one all-reduce per step carries everything. */
+#define NET_GRAD_TAIL 8
 
 struct net_plan;
 
@@ -19,7 +22,7 @@ struct net {
     struct dnn dnn;
     size_t n_params;
     float *params;  /* (n_params,) every layer's weights, Keras layout, back to back */
-    float *grads;   /* (n_params,) same layout */
+    float *grads;   /* (n_params + NET_GRAD_TAIL,) same layout, then the tail */
     struct net_plan *plans[NET_MAX_PLANS]; /* one per batch size seen, created on first use */
 };
 
@@ -54,6 +57,6 @@ int net_train_batch(struct net *net, const struct net_batch *b, int global_batch
 int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,
                     struct error *err);
 
-/* Largest batch-size plans cached; beyond NET_MAX_PLANS sizes the least recently created is replaced. */
+/* Plans are cached per batch size; beyond NET_MAX_PLANS sizes the oldest plan is replaced. */
 
 #endif

@@ -1,0 +1,779 @@
+/* dataset.c: opening and validating the HDF5 dataset, reading a batch of samples, writing a file atomically. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "dataset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A sample image may not exceed this (bytes): keeps every size product far from overflow and one chunk row
+ * well under HDF5's 4 GiB chunk limit. */
+#define MAX_SAMPLE_BYTES ((int64_t)1 << 30)
+/* ~128 KiB chunks: few enough that the chunk index stays small; random reads fetch only their own bytes
+ * anyway (see uncache_images), and a compressed copy (h5repack) still inflates little besides the sample. */
+#define CHUNK_BYTES 131072
+#define LABEL_CHUNK 65536
+
+/* One requested sample: its index in the file, where it goes in the caller's buffers, and which row of the
+ * scratch buffer (distinct samples in file order) holds it. */
+struct dataset_slot {
+    int64_t idx;
+    int pos;
+    int row;
+};
+
+/* HDF5 prints its error stack to stderr by default; the user must see only our one line. */
+static void hdf5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* A file access list that still locks, but does not fail on file systems (NFS, Lustre) where locking is
+ * disabled: every rank opens the same file. */
+static hid_t file_access_list(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    if (fapl >= 0)
+        H5Pset_file_locking(fapl, 1, 1);
+#endif
+    return fapl;
+}
+
+/* Closes an id if it is open and marks it closed, so every cleanup path can call it unconditionally. */
+static void close_id(hid_t *id, herr_t (*closer)(hid_t))
+{
+    if (*id > 0)
+        closer(*id);
+    *id = H5I_INVALID_HID;
+}
+
+/* ---- opening -------------------------------------------------------------------------------------------- */
+
+/* Tells "no such file" and "cannot read" apart before HDF5 turns both into "not an HDF5 file". */
+static int check_readable(const char *path, struct error *err)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(path, &st) != 0)
+        return error_set(err, errno == ENOENT || errno == ENOTDIR ? ERR_INPUT : ERR_IO, "%s: %s", path,
+                         strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return error_set(err, ERR_INPUT, "%s: is a directory, not an HDF5 file", path);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return error_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+    return ERR_OK;
+}
+
+static int open_file(struct dataset *ds, const char *path, struct error *err)
+{
+    hid_t fapl = H5I_INVALID_HID;
+    int rc = check_readable(path, err);
+
+    if (rc)
+        return rc;
+    if (H5Fis_hdf5(path) <= 0)
+        return error_set(err, ERR_INPUT, "%s: not an HDF5 file", path);
+    fapl = file_access_list();
+    ds->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    close_id(&fapl, H5Pclose);
+    /* The signature was there, so the rest is damaged: most often a copy cut short. */
+    if (ds->file < 0)
+        return error_set(err, ERR_INPUT, "%s: damaged or truncated HDF5 file", path);
+    return ERR_OK;
+}
+
+/* Opens /NAME, checks it is an integer dataset of the given rank and returns its shape. */
+static int open_integer_dataset(struct dataset *ds, const char *name, int rank, hid_t *out, hsize_t *dims,
+                                struct error *err)
+{
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    htri_t exists = H5Lexists(ds->file, name, H5P_DEFAULT);
+    int rc = ERR_OK, got_rank;
+
+    if (exists <= 0)
+        return error_set(err, ERR_INPUT, "%s: no /%s dataset", ds->path, name);
+    *out = H5Dopen2(ds->file, name, H5P_DEFAULT);
+    if (*out < 0) {
+        rc = error_set(err, ERR_INPUT, "%s: /%s is not a readable dataset", ds->path, name);
+        goto fail;
+    }
+    type = H5Dget_type(*out);
+    space = H5Dget_space(*out);
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER) {
+        rc = error_set(err, ERR_INPUT, "%s: /%s is not an integer array", ds->path, name);
+        goto fail;
+    }
+    got_rank = H5Sget_simple_extent_ndims(space);
+    if (got_rank != rank || H5Sget_simple_extent_dims(space, dims, NULL) != rank) {
+        rc = error_set(err, ERR_INPUT, "%s: /%s has rank %d, expected %d%s", ds->path, name, got_rank, rank,
+                       rank == 4 ? " (N, H, W, C)" : " (N,)");
+        goto fail;
+    }
+fail:
+    close_id(&type, H5Tclose);
+    close_id(&space, H5Sclose);
+    if (rc)
+        close_id(out, H5Dclose);
+    return rc;
+}
+
+/* With the chunk cache off, HDF5 reads an unfiltered chunk's selected bytes straight from the file, so a
+ * random sample costs its own size rather than its whole chunk (128 KiB). Compressed chunks keep the cache:
+ * each must be inflated whole anyway. The cache is set when a dataset is opened, and a second open of an
+ * open dataset shares the first one's, hence the close before the reopen. */
+static int uncache_images(struct dataset *ds, struct error *err)
+{
+    hid_t dcpl = H5Dget_create_plist(ds->images), dapl;
+    int filtered = dcpl < 0 || H5Pget_nfilters(dcpl) != 0;
+
+    close_id(&dcpl, H5Pclose);
+    if (filtered)
+        return ERR_OK;
+    close_id(&ds->images, H5Dclose);
+    dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0)
+        H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+    ds->images = H5Dopen2(ds->file, "images", dapl >= 0 ? dapl : H5P_DEFAULT);
+    close_id(&dapl, H5Pclose);
+    if (ds->images < 0)
+        return error_set(err, ERR_INPUT, "%s: /images is not a readable dataset", ds->path);
+    return ERR_OK;
+}
+
+/* Each factor is checked before it multiplies, so the product cannot wrap around. */
+static int sample_shape_ok(const hsize_t *hwc)
+{
+    hsize_t bytes = 1;
+    for (int i = 0; i < 3; i++) {
+        if (hwc[i] == 0 || hwc[i] > MAX_SAMPLE_BYTES)
+            return 0;
+        bytes *= hwc[i];
+        if (bytes > MAX_SAMPLE_BYTES)
+            return 0;
+    }
+    return 1;
+}
+
+static int open_images(struct dataset *ds, struct error *err)
+{
+    hsize_t dims[4];
+    hid_t type;
+    int is_u8, rc = open_integer_dataset(ds, "images", 4, &ds->images, dims, err);
+
+    if (rc)
+        return rc;
+    type = H5Dget_type(ds->images);
+    is_u8 = type >= 0 && H5Tget_size(type) == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
+    close_id(&type, H5Tclose);
+    if (!is_u8)
+        return error_set(err, ERR_INPUT, "%s: /images is not uint8", ds->path);
+    if (dims[0] == 0)
+        return error_set(err, ERR_INPUT, "%s: /images has no samples", ds->path);
+    if (dims[0] > INT64_MAX || !sample_shape_ok(dims + 1))
+        return error_set(err, ERR_INPUT, "%s: /images has an unusable sample shape (%llu, %llu, %llu)", ds->path,
+                         (unsigned long long)dims[1], (unsigned long long)dims[2], (unsigned long long)dims[3]);
+    ds->n = (int64_t)dims[0];
+    ds->h = (int)dims[1];
+    ds->w = (int)dims[2];
+    ds->c = (int)dims[3];
+    return uncache_images(ds, err);
+}
+
+static int open_labels(struct dataset *ds, struct error *err)
+{
+    hsize_t dims[1];
+    int rc = open_integer_dataset(ds, "labels", 1, &ds->labels, dims, err);
+
+    if (rc)
+        return rc;
+    if ((int64_t)dims[0] != ds->n)
+        return error_set(err, ERR_INPUT, "%s: /labels has %llu samples but /images has %lld", ds->path,
+                         (unsigned long long)dims[0], (long long)ds->n);
+    return ERR_OK;
+}
+
+/* Variable-length strings: HDF5 allocates each one; we copy them and give them back. The memory type takes
+ * the file's character set, since HDF5 will not convert between ASCII and UTF-8. */
+static int read_vlen_names(hid_t attr, hid_t ftype, hid_t space, int count, char **names)
+{
+    hid_t mtype = H5Tcopy(H5T_C_S1);
+    char **raw = calloc((size_t)count, sizeof *raw);
+    int rc = -1;
+
+    if (mtype < 0 || !raw || H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, H5Tget_cset(ftype)) < 0)
+        goto fail;
+    if (H5Aread(attr, mtype, raw) < 0)
+        goto fail;
+    rc = 0;
+    for (int i = 0; i < count; i++)
+        if (!(names[i] = strdup(raw[i] ? raw[i] : "")))
+            rc = -1;
+    H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, raw);
+fail:
+    free(raw);
+    close_id(&mtype, H5Tclose);
+    return rc;
+}
+
+/* Fixed-length strings (numpy 'S' arrays from h5py): null- or space-padded to the type's size. */
+static int read_fixed_names(hid_t attr, hid_t ftype, int count, char **names)
+{
+    size_t size = H5Tget_size(ftype);
+    char *raw = size ? malloc((size_t)count * size) : NULL;
+    int rc = -1;
+
+    if (!raw || H5Aread(attr, ftype, raw) < 0)
+        goto fail;
+    rc = 0;
+    for (int i = 0; i < count; i++) {
+        const char *s = raw + (size_t)i * size;
+        size_t len = strnlen(s, size);
+        while (len > 0 && s[len - 1] == ' ')
+            len--;
+        if (!(names[i] = strndup(s, len)))
+            rc = -1;
+    }
+fail:
+    free(raw);
+    return rc;
+}
+
+/* class_names on the root group (what we write) or on /labels (what some converters write): 0 when there
+ * is none, negative when it is there but cannot be opened. */
+static hid_t open_class_names(struct dataset *ds)
+{
+    if (H5Aexists(ds->file, "class_names") > 0)
+        return H5Aopen(ds->file, "class_names", H5P_DEFAULT);
+    if (H5Aexists(ds->labels, "class_names") > 0)
+        return H5Aopen(ds->labels, "class_names", H5P_DEFAULT);
+    return 0;
+}
+
+static int read_class_names(struct dataset *ds, struct error *err)
+{
+    hid_t attr = open_class_names(ds), type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hssize_t count = 0;
+    int rc = ERR_OK, failed;
+
+    if (attr == 0)
+        return ERR_OK;
+    type = attr > 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    space = attr > 0 ? H5Aget_space(attr) : H5I_INVALID_HID;
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_ndims(space) > 1 ||
+        (count = H5Sget_simple_extent_npoints(space)) < 0) {
+        rc = error_set(err, ERR_INPUT, "%s: attribute class_names is not a list of strings", ds->path);
+        goto fail;
+    }
+    if (count > DATASET_MAX_CLASSES) {
+        rc = error_set(err, ERR_INPUT, "%s: attribute class_names has %lld names, more than %d", ds->path,
+                       (long long)count, DATASET_MAX_CLASSES);
+        goto fail;
+    }
+    if (count == 0)
+        goto fail;
+    ds->class_names = calloc((size_t)count, sizeof *ds->class_names);
+    ds->n_class_names = ds->class_names ? (int)count : 0;
+    if (!ds->class_names)
+        failed = 1;
+    else if (H5Tis_variable_str(type) > 0)
+        failed = read_vlen_names(attr, type, space, (int)count, ds->class_names);
+    else
+        failed = read_fixed_names(attr, type, (int)count, ds->class_names);
+    if (failed)
+        rc = error_set(err, ERR_INPUT, "%s: cannot read attribute class_names", ds->path);
+fail:
+    close_id(&type, H5Tclose);
+    close_id(&space, H5Sclose);
+    close_id(&attr, H5Aclose);
+    return rc;
+}
+
+int dataset_open(struct dataset *ds, const char *path, struct error *err)
+{
+    int rc;
+
+    memset(ds, 0, sizeof *ds);
+    ds->file = ds->images = ds->labels = H5I_INVALID_HID;
+    snprintf(ds->path, sizeof ds->path, "%s", path);
+    hdf5_quiet();
+    if ((rc = open_file(ds, path, err)) || (rc = open_images(ds, err)) || (rc = open_labels(ds, err)) ||
+        (rc = read_class_names(ds, err)))
+        goto fail;
+    return ERR_OK;
+fail:
+    dataset_close(ds);
+    return rc;
+}
+
+void dataset_close(struct dataset *ds)
+{
+    close_id(&ds->images, H5Dclose);
+    close_id(&ds->labels, H5Dclose);
+    close_id(&ds->file, H5Fclose);
+    for (int i = 0; i < ds->n_class_names; i++)
+        free(ds->class_names[i]);
+    free(ds->class_names);
+    free(ds->slots);
+    free(ds->scratch_images);
+    free(ds->scratch_labels);
+    free(ds->scratch_coords);
+    ds->class_names = NULL;
+    ds->n_class_names = 0;
+    ds->slots = NULL;
+    ds->scratch_images = NULL;
+    ds->scratch_labels = NULL;
+    ds->scratch_coords = NULL;
+    ds->scratch_cap = 0;
+}
+
+/* ---- reading a batch ------------------------------------------------------------------------------------ */
+
+static int grow_scratch(struct dataset *ds, int n, struct error *err)
+{
+    size_t sample = (size_t)ds->h * ds->w * ds->c;
+    struct dataset_slot *slots;
+    uint8_t *images;
+    int32_t *labels;
+    hsize_t *coords;
+
+    if (n <= ds->scratch_cap)
+        return ERR_OK;
+    slots = realloc(ds->slots, (size_t)n * sizeof *slots);
+    if (slots)
+        ds->slots = slots;
+    images = realloc(ds->scratch_images, (size_t)n * sample);
+    if (images)
+        ds->scratch_images = images;
+    labels = realloc(ds->scratch_labels, (size_t)n * sizeof *labels);
+    if (labels)
+        ds->scratch_labels = labels;
+    coords = realloc(ds->scratch_coords, (size_t)n * sizeof *coords);
+    if (coords)
+        ds->scratch_coords = coords;
+    if (!slots || !images || !labels || !coords)
+        return error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %d samples", ds->path, n);
+    ds->scratch_cap = n;
+    return ERR_OK;
+}
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const struct dataset_slot *x = a, *y = b;
+    if (x->idx != y->idx)
+        return x->idx < y->idx ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Sorts the requests by file index, so that consecutive samples are read as one block and a repeated one
+ * only once; numbers the distinct samples (their rows in the scratch buffers) and lists their indices in
+ * scratch_coords. Returns how many distinct samples there are. */
+static int sort_requests(struct dataset *ds, const int64_t *idx, int n)
+{
+    struct dataset_slot *s = ds->slots;
+    int rows = 0;
+
+    for (int i = 0; i < n; i++)
+        s[i] = (struct dataset_slot){.idx = idx[i], .pos = i};
+    qsort(s, (size_t)n, sizeof *s, slot_cmp);
+    for (int k = 0; k < n; k++) {
+        if (k == 0 || s[k].idx != s[k - 1].idx)
+            ds->scratch_coords[rows++] = (hsize_t)s[k].idx;
+        s[k].row = rows - 1;
+    }
+    return rows;
+}
+
+/* The run of consecutive distinct indices that starts at slot *k: its first index and its length. *k moves
+ * past it, repeats included (a repeat is idx == end - 1, already in the run; idx == end extends it). */
+static hsize_t next_run(const struct dataset_slot *s, int n, int *k, hsize_t *start)
+{
+    hsize_t end;
+
+    *start = (hsize_t)s[*k].idx;
+    end = *start + 1;
+    for ((*k)++; *k < n && (hsize_t)s[*k].idx <= end; (*k)++)
+        if ((hsize_t)s[*k].idx == end)
+            end++;
+    return end - *start;
+}
+
+/* One H5Dread per run. HDF5 maps a union of blocks onto the chunks element by element (~100 us for one
+ * 28x28 sample), but a single block in one call takes the fast path (~5 us). */
+static int read_image_runs(struct dataset *ds, int n, hid_t fspace, hid_t mspace, uint8_t *images)
+{
+    const struct dataset_slot *s = ds->slots;
+
+    for (int k = 0; k < n;) {
+        hsize_t row = (hsize_t)s[k].row, start, len = next_run(s, n, &k, &start);
+        hsize_t fstart[4] = {start, 0, 0, 0}, mstart[4] = {row, 0, 0, 0};
+        hsize_t count[4] = {len, (hsize_t)ds->h, (hsize_t)ds->w, (hsize_t)ds->c};
+        if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, fstart, NULL, count, NULL) < 0 ||
+            H5Sselect_hyperslab(mspace, H5S_SELECT_SET, mstart, NULL, count, NULL) < 0 ||
+            H5Dread(ds->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, images) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reads the distinct samples of the sorted request into images (rows, h, w, c) and labels (rows,). */
+static int read_rows(struct dataset *ds, int n, int rows, uint8_t *images, int32_t *labels, struct error *err)
+{
+    hid_t fimages = H5Dget_space(ds->images), flabels = H5Dget_space(ds->labels);
+    hsize_t mdims[4] = {(hsize_t)rows, (hsize_t)ds->h, (hsize_t)ds->w, (hsize_t)ds->c};
+    hid_t mimages = H5Screate_simple(4, mdims, NULL), mlabels = H5Screate_simple(1, mdims, NULL);
+    int rc = ERR_OK;
+
+    if (fimages < 0 || flabels < 0 || mimages < 0 || mlabels < 0) {
+        rc = error_set(err, ERR_INTERNAL, "%s: cannot set up reading %d samples", ds->path, n);
+        goto fail;
+    }
+    if (read_image_runs(ds, n, fimages, mimages, images) < 0) {
+        rc = error_set(err, ERR_INPUT, "%s: cannot read /images: damaged or truncated file", ds->path);
+        goto fail;
+    }
+    /* Labels are one element per sample: a point selection of the distinct indices (ascending, so the values
+     * arrive in row order) reads them in one call. A union of 1-D hyperslabs would too, but HDF5 1.10 builds
+     * one in time quadratic in the number of runs. */
+    if (H5Sselect_elements(flabels, H5S_SELECT_SET, (size_t)rows, ds->scratch_coords) < 0 ||
+        H5Dread(ds->labels, H5T_NATIVE_INT32, mlabels, flabels, H5P_DEFAULT, labels) < 0)
+        rc = error_set(err, ERR_INPUT, "%s: cannot read /labels: damaged or truncated file", ds->path);
+fail:
+    close_id(&fimages, H5Sclose);
+    close_id(&flabels, H5Sclose);
+    close_id(&mimages, H5Sclose);
+    close_id(&mlabels, H5Sclose);
+    return rc;
+}
+
+static int check_indices(const struct dataset *ds, const int64_t *idx, int n, struct error *err)
+{
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return error_set(err, ERR_INTERNAL, "%s: sample index %lld outside [0, %lld)", ds->path,
+                             (long long)idx[i], (long long)ds->n);
+    return ERR_OK;
+}
+
+static int check_labels(const struct dataset *ds, const int64_t *idx, int n, const int32_t *labels,
+                        int n_classes, struct error *err)
+{
+    for (int i = 0; n_classes > 0 && i < n; i++)
+        if (labels[i] < 0 || labels[i] >= n_classes)
+            return error_set(err, ERR_INPUT, "%s: sample %lld has label %d, outside [0, %d)", ds->path,
+                             (long long)idx[i], (int)labels[i], n_classes);
+    return ERR_OK;
+}
+
+/* Distinct and already ascending (eval, predict walk the file in order): the caller's buffers are the
+ * file's order, so the read can go straight into them. */
+static int in_file_order(const struct dataset *ds, int n, int rows)
+{
+    for (int k = 0; rows == n && k < n; k++)
+        if (ds->slots[k].pos != k)
+            return 0;
+    return rows == n;
+}
+
+/* From the scratch rows (distinct samples, file order) to the caller's order, repeats included. */
+static void scatter(const struct dataset *ds, int n, uint8_t *images, int32_t *labels)
+{
+    size_t sample = (size_t)ds->h * ds->w * ds->c;
+
+    for (int k = 0; k < n; k++) {
+        const struct dataset_slot *s = &ds->slots[k];
+        memcpy(images + (size_t)s->pos * sample, ds->scratch_images + (size_t)s->row * sample, sample);
+        labels[s->pos] = ds->scratch_labels[s->row];
+    }
+}
+
+int dataset_read(struct dataset *ds, const int64_t *idx, int n, uint8_t *images, int32_t *labels,
+                 int n_classes, struct error *err)
+{
+    int rc, rows, direct;
+
+    if (n <= 0)
+        return n == 0 ? ERR_OK : error_set(err, ERR_INTERNAL, "%s: negative batch size %d", ds->path, n);
+    hdf5_quiet();
+    if ((rc = check_indices(ds, idx, n, err)) || (rc = grow_scratch(ds, n, err)))
+        return rc;
+    rows = sort_requests(ds, idx, n);
+    direct = in_file_order(ds, n, rows);
+    if ((rc = read_rows(ds, n, rows, direct ? images : ds->scratch_images, direct ? labels : ds->scratch_labels,
+                        err)))
+        return rc;
+    if (!direct)
+        scatter(ds, n, images, labels);
+    return check_labels(ds, idx, n, labels, n_classes, err);
+}
+
+/* ---- label counts --------------------------------------------------------------------------------------- */
+
+static int count_block(const struct dataset *ds, int64_t start, const int32_t *labels, hsize_t count,
+                       int64_t *counts, int n_classes, int *max_label, struct error *err)
+{
+    for (hsize_t i = 0; i < count; i++) {
+        int32_t v = labels[i];
+        if (v < 0)
+            return error_set(err, ERR_INPUT, "%s: sample %lld has negative label %d", ds->path,
+                             (long long)(start + (int64_t)i), (int)v);
+        if (v < n_classes)
+            counts[v]++;
+        if (v > *max_label)
+            *max_label = v;
+    }
+    return ERR_OK;
+}
+
+int dataset_label_counts(struct dataset *ds, int64_t *counts, int n_classes, int *max_label, struct error *err)
+{
+    hsize_t block = LABEL_CHUNK;
+    hid_t fspace, mspace;
+    int32_t *buf = malloc(LABEL_CHUNK * sizeof *buf);
+    int rc = ERR_OK, max = -1;
+
+    hdf5_quiet();
+    fspace = H5Dget_space(ds->labels);
+    mspace = H5Screate_simple(1, &block, NULL);
+    for (int i = 0; i < n_classes; i++)
+        counts[i] = 0;
+    if (fspace < 0 || mspace < 0 || !buf) {
+        rc = error_set(err, ERR_INTERNAL, "%s: cannot set up reading /labels", ds->path);
+        goto fail;
+    }
+    for (int64_t start = 0; start < ds->n && !rc; start += LABEL_CHUNK) {
+        hsize_t first = (hsize_t)start, zero = 0;
+        hsize_t count = ds->n - start < LABEL_CHUNK ? (hsize_t)(ds->n - start) : LABEL_CHUNK;
+        if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &first, NULL, &count, NULL) < 0 ||
+            H5Sselect_hyperslab(mspace, H5S_SELECT_SET, &zero, NULL, &count, NULL) < 0 ||
+            H5Dread(ds->labels, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, buf) < 0) {
+            rc = error_set(err, ERR_INPUT, "%s: cannot read /labels: damaged or truncated file", ds->path);
+            break;
+        }
+        rc = count_block(ds, start, buf, count, counts, n_classes, &max, err);
+    }
+    if (max_label)
+        *max_label = max;
+fail:
+    free(buf);
+    close_id(&fspace, H5Sclose);
+    close_id(&mspace, H5Sclose);
+    return rc;
+}
+
+/* ---- writing -------------------------------------------------------------------------------------------- */
+
+/* What dataset_write was given, in one place. */
+struct write_job {
+    const char *name; /* of the in-memory file; nothing is written under it */
+    const uint8_t *images;
+    const int32_t *labels;
+    int64_t n;
+    int h, w, c;
+    const char *const *class_names;
+    int n_class_names;
+};
+
+/* Writes a whole chunked, uncompressed array /NAME of type ftype from buf (mtype). */
+static int write_array(hid_t file, const char *name, int rank, const hsize_t *dims, const hsize_t *chunk,
+                       hid_t ftype, hid_t mtype, const void *buf)
+{
+    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t dset = H5I_INVALID_HID;
+    int rc = -1;
+
+    if (space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, rank, chunk) >= 0 &&
+        (dset = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0 &&
+        H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
+        rc = 0;
+    if (dset >= 0 && H5Dclose(dset) < 0) /* cached chunks are written out here */
+        rc = -1;
+    close_id(&dcpl, H5Pclose);
+    close_id(&space, H5Sclose);
+    return rc;
+}
+
+static int write_images(hid_t file, const uint8_t *images, int64_t n, int h, int w, int c)
+{
+    hsize_t sample = (hsize_t)h * w * c, rows = sample < CHUNK_BYTES ? CHUNK_BYTES / sample : 1;
+    hsize_t dims[4] = {(hsize_t)n, h, w, c};
+    hsize_t chunk[4] = {rows < (hsize_t)n ? rows : (hsize_t)n, h, w, c};
+
+    return write_array(file, "images", 4, dims, chunk, H5T_STD_U8LE, H5T_NATIVE_UINT8, images);
+}
+
+/* uint8 when every label fits, as the IDX and CIFAR files store them; int32 otherwise. */
+static int write_labels(hid_t file, const int32_t *labels, int64_t n)
+{
+    hsize_t dims[1] = {(hsize_t)n}, chunk[1] = {n < LABEL_CHUNK ? (hsize_t)n : LABEL_CHUNK};
+    int small = 1;
+
+    for (int64_t i = 0; i < n && small; i++)
+        small = labels[i] >= 0 && labels[i] < 256;
+    return write_array(file, "labels", 1, dims, chunk, small ? H5T_STD_U8LE : H5T_STD_I32LE, H5T_NATIVE_INT32,
+                       labels);
+}
+
+/* Variable-length UTF-8 strings: h5py reads them as a list of str. */
+static int write_class_names(hid_t file, const char *const *names, int count)
+{
+    hsize_t dims[1] = {(hsize_t)count};
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    int rc = -1;
+
+    if (!names || count <= 0)
+        return 0;
+    if ((type = H5Tcopy(H5T_C_S1)) >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
+        H5Tset_cset(type, H5T_CSET_UTF8) >= 0 && (space = H5Screate_simple(1, dims, NULL)) >= 0 &&
+        (attr = H5Acreate2(file, "class_names", type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+        H5Awrite(attr, type, names) >= 0)
+        rc = 0;
+    close_id(&attr, H5Aclose);
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    return rc;
+}
+
+/* The whole file is built in memory (HDF5's core driver) and handed back as bytes, so that every write to
+ * the disk is our own write(), with its errno. HDF5 1.10 writing to disk itself is worse at failing: after a
+ * flush that hits a full disk, the library crashes at process exit. The cost is one more copy of the data
+ * in memory while writing. *image is malloc'd; NULL on failure (out of memory: HDF5 touches no disk here). */
+static int build_image(const struct write_job *job, void **image, size_t *size)
+{
+    size_t data = (size_t)job->n * ((size_t)job->h * job->w * job->c + sizeof *job->labels);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
+    ssize_t got = -1;
+    int rc = -1;
+
+    *image = NULL;
+    /* One increment about the size of the data: the buffer grows once or twice, not thousands of times. */
+    if (fapl < 0 || H5Pset_fapl_core(fapl, data + (1 << 20), 0) < 0 ||
+        (file = H5Fcreate(job->name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
+        goto fail;
+    if (write_images(file, job->images, job->n, job->h, job->w, job->c) < 0 ||
+        write_labels(file, job->labels, job->n) < 0 ||
+        write_class_names(file, job->class_names, job->n_class_names) < 0 ||
+        H5Fflush(file, H5F_SCOPE_LOCAL) < 0 || (got = H5Fget_file_image(file, NULL, 0)) <= 0)
+        goto fail;
+    *size = (size_t)got;
+    if ((*image = malloc(*size)) && H5Fget_file_image(file, *image, *size) == got)
+        rc = 0;
+fail:
+    close_id(&file, H5Fclose);
+    close_id(&fapl, H5Pclose);
+    if (rc) {
+        free(*image);
+        *image = NULL;
+    }
+    return rc;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w == 0)
+            errno = EIO; /* not expected from a regular file; errno would be stale */
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Makes the rename itself durable. Best effort: some file systems refuse fsync on a directory. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY) : -1;
+
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+static int check_write_args(const char *path, int64_t n, int h, int w, int c, int n_class_names,
+                            struct error *err)
+{
+    if (n <= 0)
+        return error_set(err, ERR_INPUT, "%s: no samples to write", path);
+    if (h <= 0 || w <= 0 || c <= 0 || (int64_t)h * w * c > MAX_SAMPLE_BYTES)
+        return error_set(err, ERR_INPUT, "%s: unusable sample shape (%d, %d, %d)", path, h, w, c);
+    if (n_class_names > DATASET_MAX_CLASSES)
+        return error_set(err, ERR_INPUT, "%s: %d class names, more than %d", path, n_class_names,
+                         DATASET_MAX_CLASSES);
+    return ERR_OK;
+}
+
+/* The temporary file is created first, so an unwritable directory fails before any work. Its bytes are
+ * fsync'ed before the rename: otherwise a crash just after could leave PATH naming blocks never written. */
+int dataset_write(const char *path, const uint8_t *images, const int32_t *labels, int64_t n, int h, int w,
+                  int c, const char *const *class_names, int n_class_names, struct error *err)
+{
+    struct write_job job = {NULL, images, labels, n, h, w, c, class_names, n_class_names};
+    size_t len = strlen(path) + 32, size = 0;
+    char *tmp = malloc(len);
+    void *image = NULL;
+    int rc, fd = -1, created = 0, closed;
+
+    if ((rc = check_write_args(path, n, h, w, c, n_class_names, err)))
+        goto fail;
+    if (!tmp) {
+        rc = error_set(err, ERR_INTERNAL, "%s: out of memory", path);
+        goto fail;
+    }
+    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    job.name = tmp;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666)) < 0) {
+        rc = error_set(err, ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        goto fail;
+    }
+    created = 1;
+    hdf5_quiet();
+    if (build_image(&job, &image, &size) < 0) {
+        rc = error_set(err, ERR_INTERNAL, "%s: cannot build the file in memory (out of memory?)", path);
+        goto fail;
+    }
+    if (write_all(fd, image, size) < 0 || fsync(fd) < 0) {
+        rc = error_set(err, ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto fail;
+    }
+    closed = close(fd); /* NFS reports some write errors only here */
+    fd = -1;
+    if (closed < 0) {
+        rc = error_set(err, ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        rc = error_set(err, ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
+        goto fail;
+    }
+    sync_parent_dir(path);
+    free(image);
+    free(tmp);
+    return ERR_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (created)
+        unlink(tmp);
+    free(image);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,203 @@
+/* dropout.c: Dropout (Keras inverted dropout) with masks that are a pure function of (seed, step, global
+ * sample id, element), so that a sample is masked the same way whatever rank and batch slot it lands in. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+#include "rng.h"
+
+struct dropout_priv {
+    dnnl_primitive_t to_plain;   /* src layout -> plain dst; NULL when src is already plain */
+    dnnl_primitive_t from_plain; /* plain dx -> diff_src in the src layout; NULL when plain or no diff_src */
+    dnnl_memory_t dx_plain;      /* (n, h, w, c) backward scratch, only when from_plain is used */
+    float *mask;                 /* (n, h * w * c) channels-last, 0 or 1/(1-rate): the last training forward's */
+    long sample_size;            /* h * w * c elements */
+};
+
+static int dropout_parse(struct layer_spec *spec, struct args *a, struct error *err)
+{
+    double rate;
+    int rc = args_float(a, "rate", 0, 1, 0.0, &rate, err);
+    if (rc != ERR_OK)
+        return rc;
+    if (!(rate >= 0.0 && rate < 1.0)) {
+        const struct arg *at = NULL; /* rate is the only argument read, so the only one marked used */
+        for (int i = 0; i < a->n && !at; i++)
+            if (a->a[i].used)
+                at = &a->a[i];
+        return args_error(a, at, err, "rate must be in [0, 1), not %g", rate);
+    }
+    spec->u.dropout.rate = rate;
+    return ERR_OK;
+}
+
+static int dropout_infer(struct layer_spec *s, struct error *err)
+{
+    (void)err;
+    s->out = s->in;
+    s->n_params = 0;
+    return ERR_OK;
+}
+
+static void dropout_destroy(struct layer *l)
+{
+    struct dropout_priv *p = l->priv;
+    if (l->dst)
+        dnnl_memory_destroy(l->dst);
+    if (l->diff_src)
+        dnnl_memory_destroy(l->diff_src);
+    if (p) {
+        if (p->to_plain)
+            dnnl_primitive_destroy(p->to_plain);
+        if (p->from_plain)
+            dnnl_primitive_destroy(p->from_plain);
+        if (p->dx_plain)
+            dnnl_memory_destroy(p->dx_plain);
+        free(p->mask);
+        free(p);
+    }
+    l->priv = NULL;
+    l->dst = l->diff_src = NULL;
+}
+
+/* A reorder primitive, or NULL when the layouts are equal. Unlike dnn_reorder_init it allocates no
+ * destination: dropout reorders straight into memory it already has. */
+static int reorder_create(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                          const struct dnn *d, struct error *err)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    *prim = NULL;
+    if (dnnl_memory_desc_equal(from, to))
+        return ERR_OK;
+    DNN_CHECK(dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, NULL));
+    DNN_CHECK(dnnl_primitive_create(prim, pd));
+    dnnl_primitive_desc_destroy(pd);
+    return ERR_OK;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+/* dst is plain channels-last whatever src is: the mask is defined on (h, w, c) element indices, and a
+ * plain buffer makes "element e of sample i" a plain offset. */
+static int dropout_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
+{
+    const struct shape *s = &l->spec->in;
+    l->priv = NULL;
+    l->dst = l->diff_src = NULL;
+    struct dropout_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
+    l->priv = p;
+    p->sample_size = shape_size(s);
+    p->mask = malloc(sizeof(float) * (size_t)l->n * (size_t)p->sample_size + 1);
+    if (!p->mask) {
+        error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
+        goto fail;
+    }
+    if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
+                      : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
+        dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
+        reorder_create(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
+        goto fail;
+    if (need_diff_src) {
+        if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
+            reorder_create(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
+            (p->from_plain && dnn_mem(&p->dx_plain, &l->dst_md, d, NULL, err) != ERR_OK))
+            goto fail;
+    }
+    return ERR_OK;
+fail:
+    dropout_destroy(l);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+/* y (n, size) *= mask, filling the mask: element e of the sample with global id s is kept iff
+ * U(seed, step, layer ^ s, e) >= rate. The layer index in the top bits keeps two Dropout layers apart. */
+static void mask_apply(struct dropout_priv *p, const struct layer *l, const struct step_ctx *ctx, float *y)
+{
+    const double rate = l->spec->u.dropout.rate;
+    const float scale = (float)(1.0 / (1.0 - rate));
+    const long size = p->sample_size;
+    const uint64_t layer = (uint64_t)l->spec->index << 48;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < l->n; i++) {
+        const uint64_t stream = layer ^ (uint64_t)ctx->sample_ids[i];
+        float *m = p->mask + (size_t)i * size, *yi = y + (size_t)i * size;
+        for (long e = 0; e < size; e++) {
+            m[e] = rng_unit_f(rng_hash4(ctx->seed, ctx->step, stream, (uint64_t)e)) >= rate ? scale : 0.0f;
+            yi[e] *= m[e];
+        }
+    }
+}
+
+static int dropout_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
+{
+    struct dropout_priv *p = l->priv;
+    float *y = dnn_ptr(l->dst); /* (n, h, w, c) */
+    if (p->to_plain) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
+        int rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err);
+        if (rc != ERR_OK)
+            return rc;
+    } else {
+        memcpy(y, dnn_ptr(src), dnnl_memory_desc_get_size(&l->dst_md));
+    }
+    if (!ctx->training)
+        return ERR_OK;
+    if (!ctx->sample_ids)
+        return error_set(err, ERR_INTERNAL, "%s: training step without sample ids", l->spec->name);
+    mask_apply(p, l, ctx, y);
+    return ERR_OK;
+}
+
+/* dx = dy * mask with the mask of the training forward just run (dx = dy when not training). */
+static int dropout_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src,
+                            dnnl_memory_t diff_dst, struct error *err)
+{
+    struct dropout_priv *p = l->priv;
+    (void)src;
+    if (!l->diff_src)
+        return ERR_OK;
+    const float *dy = dnn_ptr(diff_dst);                                     /* (n, h, w, c) */
+    float *dx = dnn_ptr(p->from_plain ? p->dx_plain : l->diff_src);          /* (n, h, w, c) */
+    const long total = (long)l->n * p->sample_size;
+    if (ctx->training) {
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < total; i++)
+            dx[i] = dy[i] * p->mask[i];
+    } else {
+        memcpy(dx, dy, sizeof(float) * (size_t)total);
+    }
+    if (!p->from_plain)
+        return ERR_OK;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->dx_plain}, {DNNL_ARG_TO, l->diff_src}};
+    return dnn_exec(p->from_plain, ctx->dnn, 2, args, err);
+}
+
+/* The shortest %g that reads back as the same double, so that a saved model reloads exactly. */
+static int dropout_to_text(const struct layer_spec *s, char *buf, size_t size)
+{
+    char num[32];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(num, sizeof num, "%.*g", prec, s->u.dropout.rate);
+        if (strtod(num, NULL) == s->u.dropout.rate)
+            break;
+    }
+    return snprintf(buf, size, "%s(rate=%s)", s->ops->name, num);
+}
+
+const struct layer_ops layer_dropout = {
+    .name = "Dropout",
+    .keras_prefix = "dropout",
+    .parse = dropout_parse,
+    .infer = dropout_infer,
+    .create = dropout_create,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .destroy = dropout_destroy,
+    .init_params = NULL,
+    .to_text = dropout_to_text,
+};

@@ -1,0 +1,728 @@
+/* model.c: the model-file reader (Keras call syntax, one layer per line), the presets, and shape inference. */
+#include "model.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A model file is a few lines; anything bigger is almost certainly not one (a dataset passed by mistake). */
+#define MODEL_FILE_MAX (64 * 1024)
+
+/* ------------------------------------------------------------------------------------------ presets */
+
+/* The classic Keras CIFAR-10 tutorial network: SPEC.md's text, byte for byte. */
+static const char preset_cifar10_cnn[] =
+    "Input(shape=(32, 32, 3))\n"
+    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Dropout(0.3)\n"
+    "Flatten()\n"
+    "Dense(500, activation='relu')\n"
+    "Dropout(0.4)\n"
+    "Dense(10, activation='softmax')\n";
+
+/* The same stack on Fashion-MNIST: pools floor 28 -> 14 -> 7 -> 3, so Flatten gives 3*3*64 = 576. */
+static const char preset_fashion_cnn[] =
+    "Input(shape=(28, 28, 1))\n"
+    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Dropout(0.3)\n"
+    "Flatten()\n"
+    "Dense(500, activation='relu')\n"
+    "Dropout(0.4)\n"
+    "Dense(10, activation='softmax')\n";
+
+/* The PyTorch peer's `fashion-gap` (shared/peers/pytorch_cnn.py), so the two can be compared: Fashion-MNIST
+ * input, the same three same-padded 2x2 ReLU convolutions with pooling after the first two only, then global
+ * average pooling of the 7x7x64 map straight into Dense(10). No dropout and no Dense(500): 11,066 weights. */
+static const char preset_gap_cnn[] =
+    "Input(shape=(28, 28, 1))\n"
+    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "MaxPooling2D(pool_size=2)\n"
+    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
+    "GlobalAveragePooling2D()\n"
+    "Dense(10, activation='softmax')\n";
+
+const char *const model_preset_names[] = {"cifar10-cnn", "fashion-cnn", "gap-cnn", NULL};
+static const char *const preset_texts[] = {preset_cifar10_cnn, preset_fashion_cnn, preset_gap_cnn};
+
+const char *model_preset_text(const char *name)
+{
+    for (int i = 0; name && model_preset_names[i]; i++)
+        if (strcmp(name, model_preset_names[i]) == 0)
+            return preset_texts[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ lexer */
+
+enum tok_kind { TOK_END, TOK_IDENT, TOK_INT, TOK_FLOAT, TOK_STRING, TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS };
+
+struct tok {
+    enum tok_kind kind;
+    int col;           /* 1-based */
+    const char *start; /* the token's text in the line (for strings: inside the quotes) */
+    int len;
+    double num;        /* TOK_INT, TOK_FLOAT */
+};
+
+/* One line of the model file; `a` supplies file and line for messages and receives the call. */
+struct lexer {
+    const char *s;
+    int len, pos;
+    struct args *a;
+    struct tok t; /* the current token */
+};
+
+/* "FILE:LINE:COL: what": a syntax error, before any layer is involved. */
+static int syntax_error(const struct lexer *lx, int col, struct error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int syntax_error(const struct lexer *lx, int col, struct error *err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return error_set(err, ERR_INPUT, "%s:%d:%d: %s", lx->a->file, lx->a->line, col, what);
+}
+
+static int is_ident_start(int c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+static int is_digit(int c) { return c >= '0' && c <= '9'; }
+static int is_ident_char(int c) { return is_ident_start(c) || is_digit(c); }
+static int is_space(int c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* How a token reads in a message. */
+static const char *tok_text(const struct tok *t, char *buf, size_t size)
+{
+    if (t->kind == TOK_END)
+        return "end of line";
+    snprintf(buf, size, "'%.*s'", t->len > 40 ? 40 : t->len, t->start);
+    return buf;
+}
+
+/* Digits with an optional fraction and exponent, as Python writes them: 3, -2, 0.3, .5, 5., 1e-3. */
+static int lex_number(struct lexer *lx, struct error *err)
+{
+    const char *s = lx->s;
+    int p = lx->pos, digits = 0, is_float = 0;
+    if (s[p] == '+' || s[p] == '-')
+        p++;
+    for (; p < lx->len && is_digit(s[p]); p++)
+        digits++;
+    if (p < lx->len && s[p] == '.') {
+        is_float = 1;
+        for (p++; p < lx->len && is_digit(s[p]); p++)
+            digits++;
+    }
+    if (digits && p < lx->len && (s[p] == 'e' || s[p] == 'E')) {
+        int q = p + 1;
+        if (q < lx->len && (s[q] == '+' || s[q] == '-'))
+            q++;
+        if (q < lx->len && is_digit(s[q])) {
+            for (p = q; p < lx->len && is_digit(s[p]); p++)
+                ;
+            is_float = 1;
+        }
+    }
+    while (p < lx->len && (is_ident_char(s[p]) || s[p] == '.'))
+        p++, digits = 0; /* 2x, 1.2.3, 1e: glued to something that is not a number */
+    lx->t.len = p - lx->pos;
+    if (!digits)
+        return syntax_error(lx, lx->t.col, err, "invalid number '%.*s'", lx->t.len, lx->t.start);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", lx->t.len, lx->t.start);
+    lx->t.num = strtod(buf, NULL);
+    lx->t.kind = is_float ? TOK_FLOAT : TOK_INT;
+    if (!is_float && (lx->t.num > INT_MAX || lx->t.num < -INT_MAX))
+        return syntax_error(lx, lx->t.col, err, "integer %s is too large", buf);
+    lx->pos = p;
+    return ERR_OK;
+}
+
+/* '...' or "...", no escapes (no model-file value needs one). */
+static int lex_string(struct lexer *lx, struct error *err)
+{
+    char quote = lx->s[lx->pos];
+    int p = lx->pos + 1;
+    while (p < lx->len && lx->s[p] != quote)
+        p++;
+    if (p >= lx->len)
+        return syntax_error(lx, lx->t.col, err, "unterminated string: missing closing %c", quote);
+    lx->t.kind = TOK_STRING;
+    lx->t.start = lx->s + lx->pos + 1;
+    lx->t.len = p - lx->pos - 1;
+    lx->pos = p + 1;
+    return ERR_OK;
+}
+
+static int lex_next(struct lexer *lx, struct error *err)
+{
+    while (lx->pos < lx->len && is_space(lx->s[lx->pos]))
+        lx->pos++;
+    struct tok *t = &lx->t;
+    *t = (struct tok){.col = lx->pos + 1, .start = lx->s + lx->pos, .len = 1};
+    if (lx->pos >= lx->len || lx->s[lx->pos] == '#') {
+        t->kind = TOK_END;
+        t->len = 0;
+        return ERR_OK;
+    }
+    char c = lx->s[lx->pos];
+    const char *punct = "(),=";
+    const char *hit = strchr(punct, c);
+    if (hit) {
+        static const enum tok_kind kinds[] = {TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS};
+        t->kind = kinds[hit - punct];
+        lx->pos++;
+        return ERR_OK;
+    }
+    if (c == '\'' || c == '"')
+        return lex_string(lx, err);
+    if (is_digit(c) || c == '.' || c == '-' || c == '+')
+        return lex_number(lx, err);
+    if (is_ident_start(c)) {
+        int p = lx->pos;
+        while (p < lx->len && is_ident_char(lx->s[p]))
+            p++;
+        t->kind = TOK_IDENT;
+        t->len = p - lx->pos;
+        lx->pos = p;
+        return ERR_OK;
+    }
+    if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
+        return syntax_error(lx, t->col, err, "unexpected byte 0x%02x", (unsigned char)c);
+    return syntax_error(lx, t->col, err, "unexpected character '%c'", c);
+}
+
+/* The kind of the token after the current one, without consuming anything (errors surface later). */
+static enum tok_kind lex_peek(const struct lexer *lx)
+{
+    struct lexer copy = *lx;
+    if (lex_next(&copy, NULL) != ERR_OK)
+        return TOK_END;
+    return copy.t.kind;
+}
+
+static int tok_is(const struct tok *t, const char *word)
+{
+    return t->kind == TOK_IDENT && (int)strlen(word) == t->len && strncmp(t->start, word, t->len) == 0;
+}
+
+/* ------------------------------------------------------------------------------------------ parser */
+
+/* `(a, b)`, `(a,)` of integers; `(a)` is just a, as in Python. The current token is '('. */
+static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
+{
+    char buf[64];
+    int col = lx->t.col, comma = 0, rc;
+    x->type = ARG_TUPLE;
+    x->n_tuple = 0;
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    while (lx->t.kind != TOK_RPAREN) {
+        if (lx->t.kind != TOK_INT)
+            return syntax_error(lx, lx->t.col, err, "tuples hold integers: expected an integer, found %s",
+                                tok_text(&lx->t, buf, sizeof buf));
+        if (x->n_tuple == ARG_TUPLE_MAX)
+            return syntax_error(lx, lx->t.col, err, "tuple with more than %d elements", ARG_TUPLE_MAX);
+        x->tuple[x->n_tuple++] = (long)lx->t.num;
+        if ((rc = lex_next(lx, err)))
+            return rc;
+        if (lx->t.kind == TOK_COMMA) {
+            comma = 1;
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        } else if (lx->t.kind != TOK_RPAREN) {
+            return syntax_error(lx, lx->t.col, err, "expected ',' or ')' in tuple, found %s",
+                                tok_text(&lx->t, buf, sizeof buf));
+        }
+    }
+    if (x->n_tuple == 0)
+        return syntax_error(lx, col, err, "empty tuple");
+    if (x->n_tuple == 1 && !comma) {
+        x->type = ARG_INT;
+        x->num = (double)x->tuple[0];
+        x->n_tuple = 0;
+    }
+    return lex_next(lx, err);
+}
+
+/* One value into x; on return the current token is the one after it. */
+static int parse_value(struct lexer *lx, struct arg *x, struct error *err)
+{
+    char buf[64];
+    struct tok *t = &lx->t;
+    switch (t->kind) {
+    case TOK_INT:
+    case TOK_FLOAT:
+        x->type = t->kind == TOK_INT ? ARG_INT : ARG_FLOAT;
+        x->num = t->num;
+        return lex_next(lx, err);
+    case TOK_STRING:
+        if (t->len >= (int)sizeof x->str)
+            return syntax_error(lx, t->col, err, "string longer than %zu characters", sizeof x->str - 1);
+        x->type = ARG_STRING;
+        memcpy(x->str, t->start, (size_t)t->len);
+        x->str[t->len] = '\0';
+        return lex_next(lx, err);
+    case TOK_LPAREN:
+        return parse_tuple(lx, x, err);
+    case TOK_IDENT:
+        if (tok_is(t, "None") || tok_is(t, "True") || tok_is(t, "False")) {
+            x->type = tok_is(t, "None") ? ARG_NONE : ARG_BOOL;
+            x->num = tok_is(t, "True");
+            return lex_next(lx, err);
+        }
+        return syntax_error(lx, t->col, err, "expected a value, found '%.*s' (strings need quotes: '%.*s')",
+                            t->len, t->start, t->len, t->start);
+    default:
+        return syntax_error(lx, t->col, err, "expected a value, found %s", tok_text(t, buf, sizeof buf));
+    }
+}
+
+/* `key=value` or `value`; *seen_kw tracks Python's rule that positionals come first. */
+static int parse_arg(struct lexer *lx, int *seen_kw, struct error *err)
+{
+    struct args *a = lx->a;
+    int rc;
+    if (a->n == ARGS_MAX)
+        return syntax_error(lx, lx->t.col, err, "more than %d arguments", ARGS_MAX);
+    struct arg *x = &a->a[a->n];
+    memset(x, 0, sizeof *x);
+    x->col = lx->t.col;
+    if (lx->t.kind == TOK_IDENT && lex_peek(lx) == TOK_EQUALS) {
+        if (lx->t.len >= (int)sizeof x->key)
+            return syntax_error(lx, x->col, err, "unknown argument '%.*s'", lx->t.len, lx->t.start);
+        memcpy(x->key, lx->t.start, (size_t)lx->t.len);
+        x->key[lx->t.len] = '\0';
+        for (int i = 0; i < a->n; i++)
+            if (strcmp(a->a[i].key, x->key) == 0)
+                return syntax_error(lx, x->col, err, "keyword argument '%s' repeated", x->key);
+        *seen_kw = 1;
+        if ((rc = lex_next(lx, err)) || (rc = lex_next(lx, err)))
+            return rc;
+    } else if (*seen_kw) {
+        return syntax_error(lx, x->col, err, "positional argument follows keyword argument");
+    }
+    rc = parse_value(lx, x, err);
+    if (rc == ERR_OK)
+        a->n++;
+    return rc;
+}
+
+/* The arguments up to and including ')'; the current token is the first one after '('. */
+static int parse_arglist(struct lexer *lx, struct error *err)
+{
+    char buf[64];
+    int seen_kw = 0, rc;
+    for (;;) {
+        if (lx->t.kind == TOK_RPAREN)
+            return lex_next(lx, err);
+        if (lx->t.kind == TOK_END)
+            return syntax_error(lx, lx->t.col, err, "expected ')', found end of line");
+        if ((rc = parse_arg(lx, &seen_kw, err)))
+            return rc;
+        if (lx->t.kind == TOK_COMMA) {
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        } else if (lx->t.kind == TOK_END) {
+            return syntax_error(lx, lx->t.col, err, "expected ')', found end of line");
+        } else if (lx->t.kind != TOK_RPAREN) {
+            return syntax_error(lx, lx->t.col, err, "expected ',' or ')', found %s",
+                                tok_text(&lx->t, buf, sizeof buf));
+        }
+    }
+}
+
+/* `Name(args)` on one line (already known not to be blank) into lx->a. */
+static int parse_call(struct lexer *lx, struct error *err)
+{
+    char buf[64];
+    struct args *a = lx->a;
+    int rc;
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    if (lx->t.kind != TOK_IDENT)
+        return syntax_error(lx, lx->t.col, err, "expected a layer such as Conv2D(...), found %s",
+                            tok_text(&lx->t, buf, sizeof buf));
+    a->col = lx->t.col;
+    snprintf(a->layer, sizeof a->layer, "%.*s", lx->t.len, lx->t.start);
+    if (lx->t.len >= (int)sizeof a->layer)
+        return syntax_error(lx, a->col, err, "unknown layer '%.*s'", lx->t.len, lx->t.start);
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    if (lx->t.kind != TOK_LPAREN)
+        return syntax_error(lx, lx->t.col, err, "expected '(' after '%s', found %s", a->layer,
+                            tok_text(&lx->t, buf, sizeof buf));
+    if ((rc = lex_next(lx, err)) || (rc = parse_arglist(lx, err)))
+        return rc;
+    if (lx->t.kind != TOK_END)
+        return syntax_error(lx, lx->t.col, err, "unexpected %s after ')': one layer per line",
+                            tok_text(&lx->t, buf, sizeof buf));
+    return ERR_OK;
+}
+
+/* A line that holds nothing but blanks and perhaps a comment. */
+static int is_blank(const char *s, int len)
+{
+    for (int i = 0; i < len && s[i] != '#'; i++)
+        if (!is_space(s[i]))
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ layer kinds */
+
+/* Keras's own aliases, accepted and written back under the main name. */
+static const struct {
+    const char *alias, *name;
+} kind_aliases[] = {
+    {"Convolution2D", "Conv2D"},
+    {"MaxPool2D", "MaxPooling2D"},
+    {"AvgPool2D", "AveragePooling2D"},
+    {"GlobalAvgPool2D", "GlobalAveragePooling2D"},
+    {"GlobalMaxPool2D", "GlobalMaxPooling2D"},
+};
+
+static const struct layer_ops *find_kind(const char *name)
+{
+    for (size_t i = 0; i < sizeof kind_aliases / sizeof kind_aliases[0]; i++)
+        if (strcmp(name, kind_aliases[i].alias) == 0)
+            return layer_find(kind_aliases[i].name);
+    return layer_find(name);
+}
+
+static int lower(int c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
+
+/* Levenshtein distance, ignoring case (names are under 32 characters). */
+static int edit_distance(const char *a, const char *b)
+{
+    int row[64], la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 62 || lb > 62)
+        return INT_MAX;
+    for (int j = 0; j <= lb; j++)
+        row[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int up = row[j];
+            int sub = diag + (lower(a[i - 1]) != lower(b[j - 1]));
+            int best = sub < up + 1 ? sub : up + 1;
+            row[j] = best < row[j - 1] + 1 ? best : row[j - 1] + 1;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* "unknown layer 'Conv3D' (did you mean 'Conv2D'?)", or the list of layers when nothing is close. */
+static int unknown_layer(const struct lexer *lx, struct error *err)
+{
+    const char *name = lx->a->layer, *best = NULL;
+    int best_d = INT_MAX;
+    for (int i = 0; layer_kinds[i]; i++) {
+        int d = edit_distance(name, layer_kinds[i]->name);
+        if (d < best_d) {
+            best_d = d;
+            best = layer_kinds[i]->name;
+        }
+    }
+    if (best && (best_d <= 2 || best_d * 3 <= (int)strlen(name)))
+        return syntax_error(lx, lx->a->col, err, "unknown layer '%s' (did you mean '%s'?)", name, best);
+    char list[400] = "";
+    for (int i = 0; layer_kinds[i]; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", layer_kinds[i]->name);
+    }
+    return syntax_error(lx, lx->a->col, err, "unknown layer '%s' (layers: %s)", name, list);
+}
+
+/* ------------------------------------------------------------------------------------------ model_parse */
+
+/* Parses one non-blank line into the next layer spec of m. */
+static int add_layer(struct model *m, const char *line, int len, const char *file, int lineno,
+                     struct error *err)
+{
+    struct args a = {.file = file, .line = lineno};
+    struct lexer lx = {.s = line, .len = len, .a = &a};
+    int rc;
+    if (m->n_layers == MODEL_MAX_LAYERS)
+        return syntax_error(&lx, 1, err, "more than %d layers", MODEL_MAX_LAYERS);
+    if ((rc = parse_call(&lx, err)))
+        return rc;
+    const struct layer_ops *ops = find_kind(a.layer);
+    if (!ops)
+        return unknown_layer(&lx, err);
+    if (m->n_layers == 0 && ops != &layer_input)
+        return syntax_error(&lx, a.col, err, "the first layer must be Input(shape=(H, W, C)), not %s", a.layer);
+    if (m->n_layers > 0 && ops == &layer_input)
+        return syntax_error(&lx, a.col, err, "Input is only allowed as the first layer");
+    struct layer_spec *spec = &m->layers[m->n_layers];
+    memset(spec, 0, sizeof *spec);
+    spec->ops = ops;
+    spec->line = lineno;
+    spec->index = m->n_layers;
+    if ((rc = ops->parse(spec, &a, err)) || (rc = args_check_unused(&a, err)))
+        return rc;
+    m->n_layers++;
+    return ERR_OK;
+}
+
+/* Keras's unique names: per kind prefix, counting from 1 in model order (conv2d_1, conv2d_2, dense_1). */
+static void assign_names(struct model *m)
+{
+    int counts[32] = {0};
+    for (int i = 0; i < m->n_layers; i++) {
+        struct layer_spec *spec = &m->layers[i];
+        int k = 0;
+        while (layer_kinds[k] && layer_kinds[k] != spec->ops && k < 31)
+            k++;
+        snprintf(spec->name, sizeof spec->name, "%s_%d", spec->ops->keras_prefix, ++counts[k]);
+    }
+}
+
+int model_parse(struct model *m, const char *text, const char *file, struct error *err)
+{
+    file = file ? file : "model";
+    memset(m, 0, sizeof *m);
+    const char *p = text;
+    int rc;
+    for (int lineno = 1; *p; lineno++) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        if (!is_blank(p, len) && (rc = add_layer(m, p, len, file, lineno, err)))
+            return rc;
+        p += len + (nl != NULL);
+    }
+    if (m->n_layers == 0)
+        return error_set(err, ERR_INPUT, "%s: empty model: the first line must be Input(shape=(H, W, C))", file);
+    assign_names(m);
+    return model_infer(m, file, err);
+}
+
+/* ------------------------------------------------------------------------------------------ model_infer */
+
+/* "FILE:LINE: NAME: what" for a whole layer (no column: the problem is the layer, not one token). */
+static int layer_error(const char *file, const struct layer_spec *spec, struct error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int layer_error(const char *file, const struct layer_spec *spec, struct error *err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (spec->line > 0)
+        return error_set(err, ERR_INPUT, "%s:%d: %s: %s", file, spec->line, spec->name, what);
+    return error_set(err, ERR_INPUT, "%s: %s: %s", file, spec->name, what);
+}
+
+static int is_softmax(const struct layer_spec *spec)
+{
+    if (spec->ops == &layer_dense)
+        return spec->u.dense.act == ACT_SOFTMAX;
+    if (spec->ops == &layer_activation)
+        return spec->u.act.act == ACT_SOFTMAX;
+    if (spec->ops == &layer_conv2d)
+        return spec->u.conv.act == ACT_SOFTMAX;
+    return 0;
+}
+
+/* The Input's shape comes from its configuration (for an Input kind without an infer of its own). */
+static int infer_input(const char *file, struct layer_spec *spec, struct error *err)
+{
+    const struct input_cfg *c = &spec->u.input;
+    if (c->h < 1 || c->w < 1 || c->c < 1)
+        return layer_error(file, spec, err, "bad input shape (%d, %d, %d)", c->h, c->w, c->c);
+    spec->out = (struct shape){.rank = 3, .h = c->h, .w = c->w, .c = c->c};
+    spec->in = spec->out;
+    spec->n_params = 0;
+    return ERR_OK;
+}
+
+/* What a kind's message says after the "line L: NAME: " it starts with (the kinds cannot know the file). */
+static const char *strip_layer_prefix(const struct layer_spec *spec, const char *msg)
+{
+    int used = 0;
+    if (sscanf(msg, "line %*d: %n", &used) == 0 && used > 0)
+        msg += used;
+    size_t len = strlen(spec->name);
+    if (len && strncmp(msg, spec->name, len) == 0 && msg[len] == ':' && msg[len + 1] == ' ')
+        msg += len + 2;
+    return msg;
+}
+
+/* Runs the kind's infer and restates its message as "FILE:LINE: NAME: what". */
+static int infer_layer(const char *file, struct layer_spec *spec, struct error *err)
+{
+    struct error inner = {0};
+    spec->n_params = 0;
+    if (!spec->ops->infer) {
+        spec->out = spec->in;
+        return ERR_OK;
+    }
+    int rc = spec->ops->infer(spec, &inner);
+    if (rc == ERR_OK)
+        return ERR_OK;
+    layer_error(file, spec, err, "%s", strip_layer_prefix(spec, inner.msg));
+    if (err)
+        err->code = rc;
+    return rc;
+}
+
+/* The network fuses the final softmax with the loss: it must be last, and the output a vector of classes. */
+static int check_output(const char *file, struct model *m, struct error *err)
+{
+    for (int i = 0; i < m->n_layers - 1; i++)
+        if (is_softmax(&m->layers[i]))
+            return layer_error(file, &m->layers[i], err, "softmax is only supported as the last layer");
+    struct layer_spec *last = &m->layers[m->n_layers - 1];
+    if (!is_softmax(last))
+        return layer_error(file, last, err,
+                           "the model must end in softmax (Dense(N, activation='softmax') or "
+                           "Activation('softmax')): the loss is categorical cross-entropy");
+    if (last->out.rank != 1)
+        return layer_error(file, last, err,
+                           "the output must be a vector of class scores, not %dx%dx%d: add Flatten() or "
+                           "GlobalAveragePooling2D(), then Dense(classes, activation='softmax')",
+                           last->out.h, last->out.w, last->out.c);
+    if (last->out.c < 2)
+        return layer_error(file, last, err, "softmax over %d class: at least 2 are needed", last->out.c);
+    last->softmax_in_loss = 1;
+    m->n_classes = last->out.c;
+    return ERR_OK;
+}
+
+/* Parameter tensors take consecutive places in the slab, in layer order then params[] order. */
+static void assign_offsets(struct model *m)
+{
+    size_t offset = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i].n_params; j++) {
+            m->layers[i].params[j].offset = offset;
+            offset += m->layers[i].params[j].size;
+        }
+    m->n_params = offset;
+}
+
+/* m->text: every layer's canonical line, so that model_parse(m->text) rebuilds the same model. */
+static int model_text(struct model *m, const char *file, struct error *err)
+{
+    size_t used = 0;
+    m->text[0] = '\0';
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct layer_spec *spec = &m->layers[i];
+        size_t room = sizeof m->text - used;
+        int n = spec->ops->to_text(spec, m->text + used, room);
+        if (n < 0 || (size_t)n + 2 > room)
+            return error_set(err, ERR_INPUT, "%s: model text longer than %zu bytes", file, sizeof m->text - 1);
+        used += (size_t)n;
+        m->text[used++] = '\n';
+        m->text[used] = '\0';
+    }
+    return ERR_OK;
+}
+
+int model_infer(struct model *m, const char *file, struct error *err)
+{
+    file = file ? file : "model";
+    if (m->n_layers < 1 || m->n_layers > MODEL_MAX_LAYERS)
+        return error_set(err, ERR_INPUT, "%s: a model has 1 to %d layers, not %d", file, MODEL_MAX_LAYERS,
+                         m->n_layers);
+    if (m->layers[0].ops != &layer_input)
+        return layer_error(file, &m->layers[0], err, "the first layer must be Input(shape=(H, W, C))");
+    int rc;
+    m->n_classes = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct layer_spec *spec = &m->layers[i];
+        spec->index = i;
+        spec->softmax_in_loss = 0;
+        if (i > 0 && spec->ops == &layer_input)
+            return layer_error(file, spec, err, "Input is only allowed as the first layer");
+        if (i > 0)
+            spec->in = m->layers[i - 1].out;
+        rc = i == 0 && !spec->ops->infer ? infer_input(file, spec, err) : infer_layer(file, spec, err);
+        if (rc)
+            return rc;
+    }
+    if ((rc = check_output(file, m, err)))
+        return rc;
+    assign_offsets(m);
+    return model_text(m, file, err);
+}
+
+/* ------------------------------------------------------------------------------------------ model_load */
+
+/* A bare word that is neither a preset nor a file was probably meant as a preset. */
+static int looks_like_preset(const char *name) { return !strchr(name, '/') && !strchr(name, '.'); }
+
+/* Refuses what cannot be a model file: too big, HDF5 (a Keras model goes elsewhere), binary. */
+static int check_model_bytes(const char *path, const char *buf, size_t n, struct error *err)
+{
+    static const char hdf5_magic[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+    if (n > MODEL_FILE_MAX)
+        return error_set(err, ERR_INPUT, "%s: larger than %d KiB: not a model file", path, MODEL_FILE_MAX / 1024);
+    if (n >= sizeof hdf5_magic && memcmp(buf, hdf5_magic, sizeof hdf5_magic) == 0)
+        return error_set(err, ERR_INPUT, "%s: an HDF5 file, not a model text file", path);
+    if (memchr(buf, '\0', n))
+        return error_set(err, ERR_INPUT, "%s: a binary file, not a model text file", path);
+    return ERR_OK;
+}
+
+/* The whole file as a NUL-terminated string (*text, caller frees). */
+static int read_model_file(const char *path, char **text, struct error *err)
+{
+    int rc;
+    size_t n = 0;
+    char *buf = malloc(MODEL_FILE_MAX + 2);
+    FILE *f = fopen(path, "rb");
+    *text = NULL;
+    if (!buf || !f)
+        goto fail;
+    n = fread(buf, 1, MODEL_FILE_MAX + 1, f);
+    if (ferror(f))
+        goto fail;
+    fclose(f);
+    buf[n] = '\0';
+    if ((rc = check_model_bytes(path, buf, n, err))) {
+        free(buf);
+        return rc;
+    }
+    *text = buf;
+    return ERR_OK;
+fail:
+    rc = errno;
+    if (f)
+        fclose(f);
+    free(buf);
+    return error_set(err, ERR_INPUT, "%s: cannot read: %s%s", path, strerror(rc),
+                     rc == ENOENT && looks_like_preset(path) ? " (presets: cifar10-cnn, fashion-cnn, gap-cnn)" : "");
+}
+
+int model_load(struct model *m, const char *name_or_path, struct error *err)
+{
+    const char *preset = model_preset_text(name_or_path);
+    if (preset)
+        return model_parse(m, preset, name_or_path, err);
+    char *text;
+    int rc = read_model_file(name_or_path, &text, err);
+    if (rc != ERR_OK)
+        return rc;
+    rc = model_parse(m, text, name_or_path, err);
+    free(text);
+    return rc;
+}

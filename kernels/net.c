@@ -1,0 +1,281 @@
+/* net.c: runs a model: parameter and gradient slabs, and per batch size a plan of layers whose oneDNN
+ * primitives and activations are created once and reused every step. */
+#include "net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "loss.h"
+#include "rng.h"
+
+struct net_plan {
+    int n;                      /* batch size of this plan */
+    uint64_t created;           /* creation order, to replace the oldest plan */
+    struct layer *layers;       /* (n_layers,) layers[0] is the Input and is never run */
+    float *x;                   /* (n, H, W, C) the batch as floats, scaled by 1/255 */
+    dnnl_memory_t x_mem;        /* wraps x, plain nhwc */
+    struct loss loss;           /* softmax + cross-entropy on (n, classes) */
+    dnnl_memory_desc_t nc_md;   /* (n, classes) plain */
+    struct dnn_reorder to_logits;   /* last layer's dst layout -> plain */
+    struct dnn_reorder from_dlogits; /* plain -> last layer's dst layout */
+    float *dlogits;             /* (n, classes) */
+    dnnl_memory_t dlogits_mem;  /* wraps dlogits, plain */
+    float *probs;               /* (n, classes) */
+};
+
+static uint64_t plan_counter;
+
+static void plan_destroy(struct net *net, struct net_plan *p)
+{
+    if (!p)
+        return;
+    if (p->layers)
+        for (int i = net->model.n_layers - 1; i >= 1; i--)
+            if (p->layers[i].spec && p->layers[i].spec->ops->destroy)
+                p->layers[i].spec->ops->destroy(&p->layers[i]);
+    free(p->layers);
+    if (p->x_mem)
+        dnnl_memory_destroy(p->x_mem);
+    free(p->x);
+    loss_release(&p->loss);
+    dnn_reorder_release(&p->to_logits);
+    dnn_reorder_release(&p->from_dlogits);
+    if (p->dlogits_mem)
+        dnnl_memory_destroy(p->dlogits_mem);
+    free(p->dlogits);
+    free(p->probs);
+    free(p);
+}
+
+/* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. */
+static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
+{
+    const struct model *m = &net->model;
+    const struct shape *in = &m->layers[0].out;
+    int rc = dnn_md_nhwc(&p->layers[0].dst_md, p->n, in->h, in->w, in->c, err);
+    if (rc)
+        return rc;
+    for (int i = 1; i < m->n_layers; i++) {
+        struct layer *l = &p->layers[i];
+        const struct layer_spec *s = &m->layers[i];
+        l->spec = s;
+        l->n = p->n;
+        l->src_md = p->layers[i - 1].dst_md;
+        if (s->n_params > 0) {
+            l->w = net->params + s->params[0].offset;
+            l->dw = net->grads + s->params[0].offset;
+        }
+        /* The first layer's input gradient is never used: skip computing it. */
+        rc = s->ops->create(l, &net->dnn, i > 1, err);
+        if (rc)
+            return rc;
+    }
+    return ERR_OK;
+}
+
+static int plan_create(struct net *net, int n, struct net_plan **out, struct error *err)
+{
+    const struct model *m = &net->model;
+    const struct shape *in = &m->layers[0].out;
+    int classes = m->n_classes;
+    struct net_plan *p = calloc(1, sizeof *p);
+    int rc = ERR_INTERNAL;
+    if (!p)
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    p->n = n;
+    p->created = ++plan_counter;
+    p->layers = calloc((size_t)m->n_layers, sizeof *p->layers);
+    p->x = malloc(sizeof(float) * (size_t)n * shape_size(in));
+    p->dlogits = malloc(sizeof(float) * (size_t)n * classes);
+    p->probs = malloc(sizeof(float) * (size_t)n * classes);
+    if (!p->layers || !p->x || !p->dlogits || !p->probs) {
+        rc = error_set(err, ERR_INTERNAL, "out of memory for a batch of %d", n);
+        goto fail;
+    }
+    if ((rc = plan_layers(net, p, err)))
+        goto fail;
+    if ((rc = dnn_mem(&p->x_mem, &p->layers[0].dst_md, &net->dnn, p->x, err)))
+        goto fail;
+    if ((rc = dnn_md_nc(&p->nc_md, n, classes, err)))
+        goto fail;
+    const dnnl_memory_desc_t *last = &p->layers[m->n_layers - 1].dst_md;
+    if ((rc = dnn_reorder_init(&p->to_logits, last, &p->nc_md, &net->dnn, err)))
+        goto fail;
+    if ((rc = dnn_reorder_init(&p->from_dlogits, &p->nc_md, last, &net->dnn, err)))
+        goto fail;
+    if ((rc = dnn_mem(&p->dlogits_mem, &p->nc_md, &net->dnn, p->dlogits, err)))
+        goto fail;
+    if ((rc = loss_init(&p->loss, n, classes, &net->dnn, err)))
+        goto fail;
+    *out = p;
+    return ERR_OK;
+fail:
+    plan_destroy(net, p);
+    return rc;
+}
+
+/* The plan for batch size n, created on first use; the oldest one makes room when all slots are taken. */
+static int plan_get(struct net *net, int n, struct net_plan **out, struct error *err)
+{
+    int slot = -1;
+    for (int i = 0; i < NET_MAX_PLANS; i++) {
+        if (net->plans[i] && net->plans[i]->n == n) {
+            *out = net->plans[i];
+            return ERR_OK;
+        }
+        if (!net->plans[i] && slot < 0)
+            slot = i;
+    }
+    if (slot < 0) {
+        slot = 0;
+        for (int i = 1; i < NET_MAX_PLANS; i++)
+            if (net->plans[i]->created < net->plans[slot]->created)
+                slot = i;
+        plan_destroy(net, net->plans[slot]);
+        net->plans[slot] = NULL;
+    }
+    int rc = plan_create(net, n, &net->plans[slot], err);
+    *out = net->plans[slot];
+    return rc;
+}
+
+int net_create(struct net **out, const struct model *m, struct error *err)
+{
+    struct net *net = calloc(1, sizeof *net);
+    int rc;
+    *out = NULL;
+    if (!net)
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    net->model = *m;
+    /* Layer specs point into net->model from here on: the plans keep pointers to them. */
+    net->n_params = m->n_params;
+    size_t bytes = ((sizeof(float) * (net->n_params + NET_GRAD_TAIL) + 63) / 64) * 64;
+    net->params = aligned_alloc(64, bytes);
+    net->grads = aligned_alloc(64, bytes);
+    if (!net->params || !net->grads) {
+        rc = error_set(err, ERR_INTERNAL, "out of memory for %zu parameters", net->n_params);
+        goto fail;
+    }
+    memset(net->params, 0, bytes);
+    memset(net->grads, 0, bytes);
+    if ((rc = dnn_init(&net->dnn, err)))
+        goto fail;
+    *out = net;
+    return ERR_OK;
+fail:
+    net_destroy(net);
+    return rc;
+}
+
+void net_destroy(struct net *net)
+{
+    if (!net)
+        return;
+    for (int i = 0; i < NET_MAX_PLANS; i++)
+        plan_destroy(net, net->plans[i]);
+    if (net->dnn.engine)
+        dnn_release(&net->dnn);
+    free(net->params);
+    free(net->grads);
+    free(net);
+}
+
+void net_init_params(struct net *net, uint64_t seed)
+{
+    /* One generator walked in layer order: the initial weights are a function of the seed alone. */
+    struct rng r;
+    rng_seed(&r, seed, 0);
+    for (int i = 1; i < net->model.n_layers; i++) {
+        const struct layer_spec *s = &net->model.layers[i];
+        if (s->n_params > 0 && s->ops->init_params)
+            s->ops->init_params(s, net->params + s->params[0].offset, rng_uniform, &r);
+    }
+}
+
+static void load_images(struct net_plan *p, const uint8_t *images, size_t count)
+{
+    float *x = p->x;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < count; i++)
+        x[i] = (float)images[i] * (1.0f / 255.0f);
+}
+
+/* Runs every layer forward; returns the logits (n, classes) plain, or NULL on error. */
+static const float *forward(struct net *net, struct net_plan *p, const struct net_batch *b,
+                            const struct step_ctx *ctx, struct error *err)
+{
+    const struct model *m = &net->model;
+    load_images(p, b->images, (size_t)b->n * shape_size(&m->layers[0].out));
+    dnnl_memory_t src = p->x_mem;
+    for (int i = 1; i < m->n_layers; i++) {
+        struct layer *l = &p->layers[i];
+        if (l->spec->ops->forward(l, ctx, src, err))
+            return NULL;
+        src = l->dst;
+    }
+    dnnl_memory_t logits = dnn_reorder_run(&p->to_logits, src, &net->dnn, err);
+    return logits ? dnn_ptr(logits) : NULL;
+}
+
+static int backward(struct net *net, struct net_plan *p, const struct step_ctx *ctx, struct error *err)
+{
+    const struct model *m = &net->model;
+    int last = m->n_layers - 1;
+    dnnl_memory_t diff = p->dlogits_mem;
+    if (p->from_dlogits.prim) {
+        diff = dnn_reorder_run(&p->from_dlogits, p->dlogits_mem, &net->dnn, err);
+        if (!diff)
+            return err->code;
+    }
+    for (int i = last; i >= 1; i--) {
+        struct layer *l = &p->layers[i];
+        dnnl_memory_t src = i == 1 ? p->x_mem : p->layers[i - 1].dst;
+        int rc = l->spec->ops->backward(l, ctx, src, diff, err);
+        if (rc)
+            return rc;
+        diff = l->diff_src;
+    }
+    return ERR_OK;
+}
+
+int net_train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
+                    uint64_t step, struct net_stats *stats, struct error *err)
+{
+    struct net_plan *p;
+    int rc = plan_get(net, b->n, &p, err);
+    if (rc)
+        return rc;
+    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids};
+    const float *logits = forward(net, p, b, &ctx, err);
+    if (!logits)
+        return err->code;
+    stats->loss_sum = 0;
+    stats->correct = 0;
+    rc = loss_softmax_xent(&p->loss, logits, b->labels, 1.0f / (float)global_batch, p->probs, p->dlogits,
+                           &stats->loss_sum, &stats->correct, &net->dnn, err);
+    if (rc)
+        return rc;
+    return backward(net, p, &ctx, err);
+}
+
+int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,
+                    struct error *err)
+{
+    struct net_plan *p;
+    int rc = plan_get(net, b->n, &p, err);
+    if (rc)
+        return rc;
+    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids};
+    const float *logits = forward(net, p, b, &ctx, err);
+    if (!logits)
+        return err->code;
+    double loss_sum = 0;
+    long correct = 0;
+    rc = loss_softmax_xent(&p->loss, logits, b->labels, 0.0f, probs ? probs : p->probs, NULL, &loss_sum,
+                           &correct, &net->dnn, err);
+    if (rc == ERR_OK && stats) {
+        stats->loss_sum = loss_sum;
+        stats->correct = correct;
+    }
+    return rc;
+}

@@ -1,0 +1,278 @@
+/* pooling.c: MaxPooling2D and AveragePooling2D over oneDNN pooling, and the pooling primitive pair that
+ * the global pooling layers share (pooling.h). */
+#include "pooling.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+
+/* ---- the primitive pair (pooling.h) ---- */
+
+int pool_prims_create(struct pool_prims *p, const struct pool_geom *g, const dnnl_memory_desc_t *src_md,
+                      const dnnl_memory_desc_t *dst_md, dnnl_memory_desc_t *dst_md_out, int with_bwd,
+                      const struct dnn *d, struct error *err)
+{
+    dnnl_pooling_desc_t fd, bd;
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+    /* Inference pooling keeps no workspace: only ask for training when a backward will read it. */
+    dnnl_prop_kind_t prop = with_bwd ? dnnl_forward_training : dnnl_forward_inference;
+    memset(p, 0, sizeof *p);
+    DNN_CHECK(dnnl_pooling_forward_desc_init(&fd, prop, g->alg, src_md, dst_md, g->strides, g->kernel,
+                                             g->pad_l, g->pad_r));
+    DNN_CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, d->engine, NULL));
+    *dst_md_out = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+    DNN_CHECK(dnnl_primitive_create(&p->fwd, fpd));
+    if (with_bwd) {
+        const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(fpd, dnnl_query_workspace_md, 0);
+        if (ws_md && ws_md->ndims > 0)
+            DNN_CHECK(dnnl_memory_create(&p->ws, ws_md, d->engine, DNNL_MEMORY_ALLOCATE));
+        /* diff_src in the layout the previous layer produces: no reorder on the way back. */
+        DNN_CHECK(dnnl_pooling_backward_desc_init(&bd, g->alg, src_md, dst_md_out, g->strides, g->kernel,
+                                                  g->pad_l, g->pad_r));
+        DNN_CHECK(dnnl_primitive_desc_create(&bpd, &bd, NULL, d->engine, fpd));
+        DNN_CHECK(dnnl_primitive_create(&p->bwd, bpd));
+        dnnl_primitive_desc_destroy(bpd);
+    }
+    dnnl_primitive_desc_destroy(fpd);
+    return ERR_OK;
+fail:
+    if (bpd)
+        dnnl_primitive_desc_destroy(bpd);
+    if (fpd)
+        dnnl_primitive_desc_destroy(fpd);
+    pool_prims_release(p);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+int pool_prims_forward(const struct pool_prims *p, dnnl_memory_t src, dnnl_memory_t dst, const struct dnn *d,
+                       struct error *err)
+{
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}, {DNNL_ARG_WORKSPACE, p->ws}};
+    return dnn_exec(p->fwd, d, p->ws ? 3 : 2, args, err);
+}
+
+int pool_prims_backward(const struct pool_prims *p, dnnl_memory_t diff_dst, dnnl_memory_t diff_src,
+                        const struct dnn *d, struct error *err)
+{
+    if (!p->bwd)
+        return error_set(err, ERR_INTERNAL, "pooling: backward run on a layer created without it");
+    dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_src}, {DNNL_ARG_WORKSPACE, p->ws}};
+    return dnn_exec(p->bwd, d, p->ws ? 3 : 2, args, err);
+}
+
+void pool_prims_release(struct pool_prims *p)
+{
+    if (p->fwd)
+        dnnl_primitive_destroy(p->fwd);
+    if (p->bwd)
+        dnnl_primitive_destroy(p->bwd);
+    if (p->ws)
+        dnnl_memory_destroy(p->ws);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- MaxPooling2D / AveragePooling2D ---- */
+
+static const char *const paddings[] = {"valid", "same", NULL};
+
+/* ERR_INPUT "line L: NAME: what" about a layer of the model (no line when it did not come from text). */
+static int spec_error(const struct layer_spec *s, struct error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int spec_error(const struct layer_spec *s, struct error *err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (s->line > 0)
+        return error_set(err, ERR_INPUT, "line %d: %s: %s", s->line, s->name, what);
+    return error_set(err, ERR_INPUT, "%s: %s", s->name, what);
+}
+
+/* The argument the accessors read for (key, pos), for pointing at its column in a value error. */
+static const struct arg *arg_at(const struct args *a, const char *key, int pos)
+{
+    int npos = 0;
+    for (int i = 0; i < a->n; i++) {
+        const struct arg *x = &a->a[i];
+        if (x->key[0] ? strcmp(x->key, key) == 0 : npos++ == pos)
+            return x;
+    }
+    return NULL;
+}
+
+static int check_positive(struct args *a, const char *key, int pos, const long v[2], struct error *err)
+{
+    if (v[0] >= 1 && v[1] >= 1 && v[0] <= INT_MAX && v[1] <= INT_MAX)
+        return ERR_OK;
+    return args_error(a, arg_at(a, key, pos), err, "'%s' must be positive, not (%ld, %ld)", key, v[0], v[1]);
+}
+
+/* Keras: (pool_size=(2, 2), strides=None, padding='valid'); strides None means strides = pool_size. */
+static int pool_parse(struct layer_spec *spec, struct args *a, struct error *err)
+{
+    long pool[2], strides[2];
+    int given, same, rc;
+    if ((rc = args_pair(a, "pool_size", 0, 0, 2, pool, err)) != ERR_OK ||
+        (rc = check_positive(a, "pool_size", 0, pool, err)) != ERR_OK ||
+        (rc = args_pair_or_none(a, "strides", 1, strides, &given, err)) != ERR_OK)
+        return rc;
+    if (!given) {
+        strides[0] = pool[0];
+        strides[1] = pool[1];
+    } else if ((rc = check_positive(a, "strides", 1, strides, err)) != ERR_OK) {
+        return rc;
+    }
+    if ((rc = args_choice(a, "padding", 2, paddings, 0, &same, err)) != ERR_OK)
+        return rc;
+    struct pool_cfg *c = &spec->u.pool;
+    c->ph = (int)pool[0];
+    c->pw = (int)pool[1];
+    c->sh = (int)strides[0];
+    c->sw = (int)strides[1];
+    c->same = same;
+    return ERR_OK;
+}
+
+static int pool_infer(struct layer_spec *s, struct error *err)
+{
+    const struct pool_cfg *c = &s->u.pool;
+    if (s->in.rank != 3)
+        return spec_error(s, err, "needs an (h, w, c) input, not rank %d", s->in.rank);
+    if (!c->same && (c->ph > s->in.h || c->pw > s->in.w))
+        return spec_error(s, err, "pool %dx%d is larger than its %dx%d input", c->ph, c->pw, s->in.h, s->in.w);
+    s->out.rank = 3;
+    s->out.h = layer_out_size(s->in.h, c->ph, c->sh, c->same);
+    s->out.w = layer_out_size(s->in.w, c->pw, c->sw, c->same);
+    s->out.c = s->in.c;
+    s->n_params = 0;
+    return ERR_OK;
+}
+
+static void pool_destroy(struct layer *l)
+{
+    struct pool_prims *p = l->priv;
+    if (p) {
+        pool_prims_release(p);
+        free(p);
+    }
+    if (l->dst)
+        dnnl_memory_destroy(l->dst);
+    if (l->diff_src)
+        dnnl_memory_destroy(l->diff_src);
+    l->priv = NULL;
+    l->dst = l->diff_src = NULL;
+}
+
+/* The window of spec->u.pool; Keras 'same' puts the odd padding row/column at the bottom/right. */
+static void pool_geometry(const struct layer_spec *s, dnnl_alg_kind_t alg, struct pool_geom *g)
+{
+    const struct pool_cfg *c = &s->u.pool;
+    int pt = 0, pb = 0, pl = 0, pr = 0;
+    if (c->same) {
+        layer_same_padding(s->in.h, c->ph, c->sh, &pt, &pb);
+        layer_same_padding(s->in.w, c->pw, c->sw, &pl, &pr);
+    }
+    memset(g, 0, sizeof *g);
+    g->alg = alg;
+    g->kernel[0] = c->ph;
+    g->kernel[1] = c->pw;
+    g->strides[0] = c->sh;
+    g->strides[1] = c->sw;
+    g->pad_l[0] = pt;
+    g->pad_l[1] = pl;
+    g->pad_r[0] = pb;
+    g->pad_r[1] = pr;
+}
+
+/* src is used in whatever layout the previous layer chose (pooling runs on blocked layouts); dst is left
+ * to oneDNN, which picks src's format, so no reorder happens on either side. */
+static int pool_create(struct layer *l, const struct dnn *d, int need_diff_src, dnnl_alg_kind_t alg,
+                       struct error *err)
+{
+    const struct shape *out = &l->spec->out;
+    dnnl_dims_t dims = {l->n, out->c, out->h, out->w}; /* (N, C, OH, OW) logical */
+    dnnl_memory_desc_t any;
+    struct pool_geom g;
+    l->priv = NULL;
+    l->dst = l->diff_src = NULL;
+    struct pool_prims *p = calloc(1, sizeof *p);
+    if (!p)
+        return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
+    l->priv = p;
+    pool_geometry(l->spec, alg, &g);
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&any, 4, dims, dnnl_f32, dnnl_format_tag_any));
+    if (pool_prims_create(p, &g, &l->src_md, &any, &l->dst_md, need_diff_src, d, err) != ERR_OK ||
+        dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
+        (need_diff_src && dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK))
+        goto fail;
+    return ERR_OK;
+fail:
+    pool_destroy(l);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+static int max_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
+{
+    return pool_create(l, d, need_diff_src, dnnl_pooling_max, err);
+}
+
+/* Keras 'same' average pooling divides by the number of real (non-padding) inputs in the window. */
+static int avg_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
+{
+    return pool_create(l, d, need_diff_src, dnnl_pooling_avg_exclude_padding, err);
+}
+
+static int pool_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
+{
+    return pool_prims_forward(l->priv, src, l->dst, ctx->dnn, err);
+}
+
+/* No parameters: only diff_src, and nothing at all for a layer created without it. */
+static int pool_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
+                         struct error *err)
+{
+    (void)src;
+    if (!l->diff_src)
+        return ERR_OK;
+    return pool_prims_backward(l->priv, diff_dst, l->diff_src, ctx->dnn, err);
+}
+
+static int pool_to_text(const struct layer_spec *s, char *buf, size_t size)
+{
+    const struct pool_cfg *c = &s->u.pool;
+    return snprintf(buf, size, "%s(pool_size=(%d, %d), strides=(%d, %d), padding='%s')", s->ops->name, c->ph,
+                    c->pw, c->sh, c->sw, paddings[c->same ? 1 : 0]);
+}
+
+const struct layer_ops layer_max_pooling2d = {
+    .name = "MaxPooling2D",
+    .keras_prefix = "max_pooling2d",
+    .parse = pool_parse,
+    .infer = pool_infer,
+    .create = max_create,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .destroy = pool_destroy,
+    .init_params = NULL,
+    .to_text = pool_to_text,
+};
+
+const struct layer_ops layer_average_pooling2d = {
+    .name = "AveragePooling2D",
+    .keras_prefix = "average_pooling2d",
+    .parse = pool_parse,
+    .infer = pool_infer,
+    .create = avg_create,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .destroy = pool_destroy,
+    .init_params = NULL,
+    .to_text = pool_to_text,
+};

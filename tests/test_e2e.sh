@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# test_e2e.sh TRAINER MAKE_DATASET COMPARE_WEIGHTS DATA_DIR: the trainer as a user runs it.
+# Prints "N passed, N failed" and exits non-zero when a check fails.
+set -u
+trainer=$1 make_dataset=$2 compare=$3 data=$4
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
+# Open MPI refuses root without these.
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
+
+# expect CODE PATTERN DESCRIPTION CMD...: CMD exits with CODE and its stderr matches PATTERN.
+expect() {
+  local code=$1 pattern=$2 what=$3; shift 3
+  "$@" >out.txt 2>err.txt; local rc=$?
+  if [ "$rc" -eq "$code" ] && grep -q -E -- "$pattern" err.txt; then ok "$what"
+  else bad "$what (exit $rc, stderr: $(head -c 300 err.txt))"; fi
+}
+
+"$make_dataset" train.h5 768 12 4 1 && "$make_dataset" test.h5 256 12 4 2 || { echo "cannot make data"; exit 1; }
+
+"$trainer" info train.h5 >info.txt 2>&1 && grep -q 'dataset' info.txt && grep -q '768 x 12 x 12 x 1' info.txt \
+  && ok "info describes a dataset" || bad "info describes a dataset: $(cat info.txt)"
+
+# One rank: the loss falls and the model learns.
+if OMP_NUM_THREADS=2 "$trainer" train --model "$data/small.model" --data train.h5 --val test.h5 --epochs 4 \
+     --batch-size 16 --optimizer adam --seed 3 --metrics m.csv --checkpoint c1.h5 >train.txt 2>&1; then
+  ok "train on one rank"
+else
+  bad "train on one rank: $(tail -5 train.txt)"
+fi
+[ "$(grep -c '^Epoch' train.txt)" -eq 4 ] && ok "four epoch lines" || bad "four epoch lines: $(cat train.txt)"
+rows=$(tail -n +2 m.csv | wc -l)
+first=$(sed -n 2p m.csv | cut -d, -f3) last=$(tail -1 m.csv | cut -d, -f3)
+[ "$rows" -eq 4 ] && awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.7 * a) }' \
+  && ok "loss falls ($first -> $last)" || bad "loss falls: $(cat m.csv)"
+head -1 m.csv | grep -q '^epoch,step,loss,acc,val_loss,val_acc,lr,img_per_s,wall_s$' && ok "metrics header" \
+  || bad "metrics header"
+
+"$trainer" eval --checkpoint c1.h5 --data test.h5 >eval.txt 2>&1
+acc=$(sed -n 's/^loss: [0-9.]* - accuracy: \([0-9.]*\)$/\1/p' eval.txt)
+awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.9) }' && ok "eval accuracy $acc >= 0.9" || bad "eval: $(cat eval.txt)"
+grep -q 'confusion matrix' eval.txt && grep -q '^  nw ' eval.txt && ok "confusion matrix with class names" \
+  || bad "confusion matrix: $(cat eval.txt)"
+mpi 2 "$trainer" eval --checkpoint c1.h5 --data test.h5 --json >eval2.txt 2>&1
+grep -q "\"accuracy\": ${acc}" eval2.txt && ok "eval on 2 ranks agrees" || bad "eval on 2 ranks: $(cat eval2.txt) vs $acc"
+
+mpi 2 "$trainer" predict --checkpoint c1.h5 --data test.h5 -o p.h5 >/dev/null 2>&1 \
+  && h5dump -H p.h5 | grep -q 'probabilities' && h5dump -H -d predictions p.h5 | grep -q '( 256 )' \
+  && ok "predict writes probabilities and predictions" || bad "predict"
+
+"$trainer" info c1.h5 >info2.txt 2>&1 && grep -q 'checkpoint' info2.txt && grep -q 'conv2d_1' info2.txt \
+  && ok "info describes a checkpoint" || bad "info on a checkpoint: $(cat info2.txt)"
+
+# 1, 2 and 4 ranks, same seed and global batch: the same weights after 50 steps (summation order aside).
+for n in 1 2 4; do
+  mpi "$n" "$trainer" train --model "$data/small.model" --data train.h5 --epochs 2 --batch-size 16 \
+    --max-steps 50 --seed 9 --threads 1 --quiet --checkpoint "np$n.h5" >"np$n.txt" 2>&1 \
+    || bad "train on $n ranks: $(tail -3 "np$n.txt")"
+done
+"$compare" np1.h5 np2.h5 1e-4 && ok "1 and 2 ranks agree" || bad "1 and 2 ranks agree"
+"$compare" np1.h5 np4.h5 1e-4 && ok "1 and 4 ranks agree" || bad "1 and 4 ranks agree"
+mpi 2 "$trainer" train --model "$data/small.model" --data train.h5 --epochs 2 --batch-size 16 --max-steps 50 \
+  --seed 9 --threads 1 --quiet --checkpoint np2b.h5 >/dev/null 2>&1
+"$compare" np2.h5 np2b.h5 0 >/dev/null && ok "same ranks, same seed: bit-identical" || bad "bit-identical rerun"
+
+# Errors: one line, the documented code.
+expect 3 "^trainer: error: missing.h5: " "missing dataset: exit 3" \
+  "$trainer" train --model "$data/small.model" --data missing.h5
+printf 'Input(shape=(12, 12, 1))\nConv2D(8, 3, paddin="same")\n' >typo.model
+expect 3 "typo.model:2:[0-9]+: .*paddin" "misspelled argument: exit 3 with line and column" \
+  "$trainer" train --model typo.model --data train.h5
+expect 3 "images are 12x12x1 but the model expects 28x28x1" "wrong image shape: exit 3" \
+  "$trainer" train --model fashion-cnn --data train.h5
+expect 2 "did you mean '--epochs'" "misspelled option: exit 2 with a suggestion" \
+  "$trainer" train --model fashion-cnn --data train.h5 --epocs 3
+expect 2 "did you mean 'train'" "misspelled command: exit 2" "$trainer" trian
+expect 5 "diverged" "diverging learning rate: exit 5" \
+  "$trainer" train --model "$data/small.model" --data train.h5 --optimizer sgd --lr 1e5 --epochs 1 --quiet
+expect 3 "^trainer: error: missing.h5: " "two ranks, missing file on both: exit 3 once" \
+  mpi 2 "$trainer" train --model "$data/small.model" --data train.h5 --val missing.h5
+[ "$(grep -c 'trainer: error' err.txt)" -eq 1 ] && ok "the error shows once" || bad "error shown $(grep -c 'trainer: error' err.txt) times"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,617 @@
+/* test_pooling.c: MaxPooling2D, AveragePooling2D and the global poolings against naive NHWC loops, finite
+ * differences, blocked input layouts, max pooling's workspace, argument parsing and shape errors. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "layer_check.h"
+
+/* Keras pooling geometry, computed here independently of layer.c. */
+struct geom {
+    int h, w, c, ph, pw, sh, sw, same;
+    int oh, ow, top, left; /* output size; padding before the first row/column ('same': the smaller half) */
+};
+
+static void geom_init(struct geom *g)
+{
+    if (g->same) {
+        g->oh = (g->h + g->sh - 1) / g->sh;
+        g->ow = (g->w + g->sw - 1) / g->sw;
+        int th = (g->oh - 1) * g->sh + g->ph - g->h, tw = (g->ow - 1) * g->sw + g->pw - g->w;
+        g->top = th > 0 ? th / 2 : 0;
+        g->left = tw > 0 ? tw / 2 : 0;
+    } else {
+        g->oh = (g->h - g->ph) / g->sh + 1;
+        g->ow = (g->w - g->pw) / g->sw + 1;
+        g->top = g->left = 0;
+    }
+}
+
+/* y (n, oh, ow, c) from x (n, h, w, c): max, or the mean of the real (non-padding) inputs of each window.
+ * With dy (n, oh, ow, c) and dx (n, h, w, c) also the backward: max sends dy to the window's argmax,
+ * average spreads it evenly. */
+static void naive_pool(const struct geom *g, int n, int is_max, const float *x, float *y, const float *dy,
+                       float *dx)
+{
+    if (dx)
+        memset(dx, 0, sizeof(float) * (size_t)n * g->h * g->w * g->c);
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int ch = 0; ch < g->c; ch++) {
+                    double acc = is_max ? -INFINITY : 0.0;
+                    int count = 0, arg = -1;
+                    for (int ky = 0; ky < g->ph; ky++)
+                        for (int kx = 0; kx < g->pw; kx++) {
+                            int iy = oy * g->sh + ky - g->top, ix = ox * g->sw + kx - g->left;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            int idx = ((b * g->h + iy) * g->w + ix) * g->c + ch;
+                            count++;
+                            if (!is_max)
+                                acc += x[idx];
+                            else if (x[idx] > acc) {
+                                acc = x[idx];
+                                arg = idx;
+                            }
+                        }
+                    int o = ((b * g->oh + oy) * g->ow + ox) * g->c + ch;
+                    y[o] = (float)(is_max ? acc : acc / count);
+                    if (!dx)
+                        continue;
+                    if (is_max)
+                        dx[arg] += dy[o];
+                    else
+                        for (int ky = 0; ky < g->ph; ky++)
+                            for (int kx = 0; kx < g->pw; kx++) {
+                                int iy = oy * g->sh + ky - g->top, ix = ox * g->sw + kx - g->left;
+                                if (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                                    dx[((b * g->h + iy) * g->w + ix) * g->c + ch] += dy[o] / count;
+                            }
+                }
+}
+
+static struct layer_spec pool_spec(const struct layer_ops *ops, const struct geom *g)
+{
+    struct layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.ops = ops;
+    snprintf(s.name, sizeof s.name, "%s_1", ops->keras_prefix);
+    s.line = 3;
+    s.index = 2;
+    s.u.pool = (struct pool_cfg){g->ph, g->pw, g->sh, g->sw, g->same};
+    s.in = (struct shape){3, g->h, g->w, g->c};
+    return s;
+}
+
+static void *xmalloc_f(size_t n)
+{
+    float *p = malloc(sizeof(float) * (n + 1));
+    assert_non_null(p);
+    return p;
+}
+
+/* Forward of the layer against naive_pool on random input; the shape infer gave must be Keras's. */
+static void check_forward(const struct layer_ops *ops, struct geom g, int n)
+{
+    struct lc t;
+    geom_init(&g);
+    struct layer_spec s = pool_spec(ops, &g);
+    lc_setup(&t, &s, n, 11);
+    assert_int_equal(t.spec.out.rank, 3);
+    assert_int_equal(t.spec.out.h, g.oh);
+    assert_int_equal(t.spec.out.w, g.ow);
+    assert_int_equal(t.spec.out.c, g.c);
+    assert_int_equal(t.spec.n_params, 0);
+    float *x = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.out_size);
+    lc_fill(x, t.in_size, -1.0, 1.0, 5);
+    lc_forward(&t, x, y, 1);
+    naive_pool(&g, n, ops == &layer_max_pooling2d, x, ref, NULL, NULL);
+    assert_true(lc_max_rel_diff(y, ref, t.out_size) <= 1e-6);
+    free(x);
+    free(y);
+    free(ref);
+    lc_teardown(&t);
+}
+
+static void test_max_valid(void **state)
+{
+    (void)state;
+    check_forward(&layer_max_pooling2d, (struct geom){.h = 28, .w = 28, .c = 3, .ph = 2, .pw = 2, .sh = 2, .sw = 2},
+                  2);
+    check_forward(&layer_max_pooling2d, (struct geom){.h = 7, .w = 7, .c = 4, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, 3);
+}
+
+static void test_avg_valid(void **state)
+{
+    (void)state;
+    check_forward(&layer_average_pooling2d,
+                  (struct geom){.h = 28, .w = 28, .c = 3, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, 2);
+    check_forward(&layer_average_pooling2d,
+                  (struct geom){.h = 9, .w = 7, .c = 5, .ph = 3, .pw = 3, .sh = 3, .sw = 3}, 2);
+}
+
+static void test_strides_differ_from_pool(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        const struct layer_ops *ops = m ? &layer_average_pooling2d : &layer_max_pooling2d;
+        check_forward(ops, (struct geom){.h = 9, .w = 9, .c = 3, .ph = 3, .pw = 3, .sh = 2, .sw = 2}, 2);
+        check_forward(ops, (struct geom){.h = 8, .w = 10, .c = 2, .ph = 2, .pw = 2, .sh = 3, .sw = 3}, 2);
+        check_forward(ops, (struct geom){.h = 6, .w = 9, .c = 3, .ph = 2, .pw = 3, .sh = 1, .sw = 2}, 2);
+        check_forward(ops, (struct geom){.h = 7, .w = 8, .c = 3, .ph = 3, .pw = 2, .sh = 2, .sw = 3, .same = 1}, 2);
+    }
+}
+
+static void test_same_odd_sizes(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        const struct layer_ops *ops = m ? &layer_average_pooling2d : &layer_max_pooling2d;
+        check_forward(ops, (struct geom){.h = 7, .w = 7, .c = 3, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1}, 2);
+        check_forward(ops, (struct geom){.h = 7, .w = 7, .c = 3, .ph = 3, .pw = 3, .sh = 2, .sw = 2, .same = 1}, 2);
+        check_forward(ops, (struct geom){.h = 5, .w = 6, .c = 2, .ph = 2, .pw = 2, .sh = 1, .sw = 1, .same = 1}, 2);
+        /* A window larger than the input is fine with 'same'. */
+        check_forward(ops, (struct geom){.h = 2, .w = 3, .c = 2, .ph = 4, .pw = 4, .sh = 1, .sw = 1, .same = 1}, 1);
+    }
+}
+
+/* 7x7, pool 2, 'same': 4x4 whose last row/column sees the single real input x[6][6] (the padding row is
+ * at the bottom/right, and the average does not count it). */
+static void test_same_pads_bottom_right(void **state)
+{
+    (void)state;
+    struct geom g = {.h = 7, .w = 7, .c = 1, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1};
+    geom_init(&g);
+    float x[49], y[16];
+    for (int i = 0; i < 49; i++)
+        x[i] = (float)((i * 37) % 49) - 20.0f; /* distinct values */
+    for (int m = 0; m < 2; m++) {
+        struct lc t;
+        struct layer_spec s = pool_spec(m ? &layer_average_pooling2d : &layer_max_pooling2d, &g);
+        lc_setup(&t, &s, 1, 1);
+        assert_int_equal(t.spec.out.h, 4);
+        assert_int_equal(t.spec.out.w, 4);
+        lc_forward(&t, x, y, 0);
+        assert_true(y[15] == x[48]);
+        assert_true(y[3] == (m ? (x[6] + x[13]) / 2 : fmaxf(x[6], x[13])));
+        float first = m ? (x[0] + x[1] + x[7] + x[8]) / 4 : fmaxf(fmaxf(x[0], x[1]), fmaxf(x[7], x[8]));
+        assert_true(fabsf(y[0] - first) <= 1e-6f);
+        lc_teardown(&t);
+    }
+}
+
+/* fashion-cnn's pools: 28 -> 14 -> 7 -> 3 with 'valid' (floor). */
+static void test_valid_chain(void **state)
+{
+    (void)state;
+    int sizes[4] = {28, 14, 7, 3};
+    for (int i = 0; i < 3; i++) {
+        struct geom g = {.h = sizes[i], .w = sizes[i], .c = 4, .ph = 2, .pw = 2, .sh = 2, .sw = 2};
+        check_forward(&layer_max_pooling2d, g, 2);
+        struct layer_spec s = pool_spec(&layer_max_pooling2d, &g);
+        struct error e = {0};
+        assert_int_equal(s.ops->infer(&s, &e), ERR_OK);
+        assert_int_equal(s.out.h, sizes[i + 1]);
+        assert_int_equal(s.out.w, sizes[i + 1]);
+    }
+}
+
+static void test_gradcheck(void **state)
+{
+    (void)state;
+    struct geom gs[3] = {
+        {.h = 6, .w = 6, .c = 3, .ph = 2, .pw = 2, .sh = 2, .sw = 2},
+        {.h = 7, .w = 7, .c = 2, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1},
+        {.h = 7, .w = 6, .c = 2, .ph = 3, .pw = 3, .sh = 2, .sw = 1, .same = 1},
+    };
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < 3; i++) {
+            struct lc t;
+            geom_init(&gs[i]);
+            struct layer_spec s = pool_spec(m ? &layer_average_pooling2d : &layer_max_pooling2d, &gs[i]);
+            lc_setup(&t, &s, 2, 21 + i);
+            lc_gradcheck(&t, 1, 1e-2, 400);
+            lc_teardown(&t);
+        }
+}
+
+/* Backward against the naive one: max sends each dy to its window's argmax, average spreads it. Run twice
+ * with different inputs: the second backward must follow the second forward's maxima. */
+static void test_backward_vs_naive(void **state)
+{
+    (void)state;
+    struct geom g = {.h = 7, .w = 7, .c = 3, .ph = 3, .pw = 3, .sh = 2, .sw = 2, .same = 1};
+    geom_init(&g);
+    for (int m = 0; m < 2; m++) {
+        struct lc t;
+        struct layer_spec s = pool_spec(m ? &layer_average_pooling2d : &layer_max_pooling2d, &g);
+        lc_setup(&t, &s, 2, 3);
+        float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size), *dx = xmalloc_f(t.in_size);
+        float *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.in_size);
+        lc_fill(dy, t.out_size, -1.0, 1.0, 8);
+        for (int round = 0; round < 2; round++) {
+            lc_fill(x, t.in_size, -1.0, 1.0, 40 + round);
+            lc_backward(&t, x, dy, dx, 1);
+            naive_pool(&g, 2, !m, x, y, dy, ref);
+            assert_true(lc_max_rel_diff(dx, ref, t.in_size) <= 1e-5);
+        }
+        free(x);
+        free(dy);
+        free(dx);
+        free(y);
+        free(ref);
+        lc_teardown(&t);
+    }
+}
+
+/* Max pooling's backward reads where the maxima were from the workspace forward wrote: given a different
+ * src afterwards, it still routes the gradient by the forward's maxima. */
+static void test_max_workspace(void **state)
+{
+    (void)state;
+    struct geom g = {.h = 6, .w = 6, .c = 2, .ph = 2, .pw = 2, .sh = 2, .sw = 2};
+    geom_init(&g);
+    struct lc t;
+    struct layer_spec s = pool_spec(&layer_max_pooling2d, &g);
+    lc_setup(&t, &s, 2, 4);
+    float *x = xmalloc_f(t.in_size), *other = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size);
+    float *dx = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.in_size);
+    lc_fill(x, t.in_size, -1.0, 1.0, 50);
+    lc_fill(other, t.in_size, -1.0, 1.0, 51);
+    lc_fill(dy, t.out_size, -1.0, 1.0, 52);
+    lc_forward(&t, x, y, 1);
+
+    struct error e = {0};
+    struct step_ctx c = {&t.dnn, 1, t.seed, t.step, t.ids};
+    dnnl_memory_t ddst = NULL;
+    assert_int_equal(dnn_mem(&ddst, &t.l.dst_md, &t.dnn, NULL, &e), ERR_OK);
+    assert_int_equal(dnn_write_plain(ddst, &t.out_plain, dy, &t.dnn, &e), ERR_OK);
+    dnnl_memory_set_data_handle(t.src, other);
+    assert_int_equal(t.spec.ops->backward(&t.l, &c, t.src, ddst, &e), ERR_OK);
+    assert_int_equal(dnn_read_plain(t.l.diff_src, &t.in_plain, dx, &t.dnn, &e), ERR_OK);
+    naive_pool(&g, 2, 1, x, y, dy, ref);
+    assert_true(lc_max_rel_diff(dx, ref, t.in_size) == 0.0);
+
+    dnnl_memory_destroy(ddst);
+    free(x);
+    free(other);
+    free(dy);
+    free(dx);
+    free(y);
+    free(ref);
+    lc_teardown(&t);
+}
+
+/* A copy of t's layer created on src in layout `tag`: y and dx (plain) for x and dy (plain). The layer
+ * must take that layout as is and give diff_src back in it. */
+static void run_in_layout(struct lc *t, dnnl_format_tag_t tag, const float *x, const float *dy, float *y,
+                          float *dx, int expect_blocked_dst)
+{
+    struct error e = {0};
+    struct layer l;
+    dnnl_memory_desc_t md;
+    dnnl_memory_t src = NULL, ddst = NULL;
+    dnnl_dims_t dims = {t->n, t->spec.in.c, t->spec.in.h, t->spec.in.w};
+    assert_int_equal(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tag), dnnl_success);
+    memset(&l, 0, sizeof l);
+    l.spec = &t->spec;
+    l.n = t->n;
+    l.src_md = md;
+    if (t->spec.ops->create(&l, &t->dnn, 1, &e) != ERR_OK)
+        fail_msg("create: %s", e.msg);
+    if (expect_blocked_dst)
+        assert_false(dnnl_memory_desc_equal(&l.dst_md, &t->out_plain));
+    assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &md));
+    struct step_ctx c = {&t->dnn, 1, t->seed, t->step, t->ids};
+    assert_int_equal(dnn_mem(&src, &md, &t->dnn, NULL, &e), ERR_OK);
+    assert_int_equal(dnn_write_plain(src, &t->in_plain, x, &t->dnn, &e), ERR_OK);
+    assert_int_equal(t->spec.ops->forward(&l, &c, src, &e), ERR_OK);
+    assert_int_equal(dnn_read_plain(l.dst, &t->out_plain, y, &t->dnn, &e), ERR_OK);
+    assert_int_equal(dnn_mem(&ddst, &l.dst_md, &t->dnn, NULL, &e), ERR_OK);
+    assert_int_equal(dnn_write_plain(ddst, &t->out_plain, dy, &t->dnn, &e), ERR_OK);
+    assert_int_equal(t->spec.ops->backward(&l, &c, src, ddst, &e), ERR_OK);
+    assert_int_equal(dnn_read_plain(l.diff_src, &t->in_plain, dx, &t->dnn, &e), ERR_OK);
+    t->spec.ops->destroy(&l);
+    dnnl_memory_destroy(src);
+    dnnl_memory_destroy(ddst);
+}
+
+/* The same layer on nChw16c input (20 channels: the second block is padded) agrees with the plain one. */
+static void check_blocked(const struct layer_ops *ops, struct geom g, int blocked_dst)
+{
+    struct lc t;
+    geom_init(&g);
+    struct layer_spec s = pool_spec(ops, &g);
+    lc_setup(&t, &s, 2, 9);
+    float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size);
+    float *y = xmalloc_f(t.out_size), *dx = xmalloc_f(t.in_size);
+    float *yb = xmalloc_f(t.out_size), *dxb = xmalloc_f(t.in_size);
+    lc_fill(x, t.in_size, -1.0, 1.0, 60);
+    lc_fill(dy, t.out_size, -1.0, 1.0, 61);
+    lc_backward(&t, x, dy, dx, 1);
+    lc_forward(&t, x, y, 1);
+    run_in_layout(&t, dnnl_nChw16c, x, dy, yb, dxb, blocked_dst);
+    assert_true(lc_max_rel_diff(yb, y, t.out_size) <= 1e-6);
+    assert_true(lc_max_rel_diff(dxb, dx, t.in_size) <= 1e-6);
+    free(x);
+    free(dy);
+    free(y);
+    free(dx);
+    free(yb);
+    free(dxb);
+    lc_teardown(&t);
+}
+
+static void test_blocked_input(void **state)
+{
+    (void)state;
+    check_blocked(&layer_max_pooling2d, (struct geom){.h = 9, .w = 9, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2,
+                                                      .same = 1}, 1);
+    check_blocked(&layer_average_pooling2d,
+                  (struct geom){.h = 9, .w = 8, .c = 20, .ph = 3, .pw = 3, .sh = 2, .sw = 2}, 1);
+    check_blocked(&layer_average_pooling2d,
+                  (struct geom){.h = 7, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1}, 1);
+}
+
+/* ---- global pooling ---- */
+
+static struct layer_spec global_spec(const struct layer_ops *ops, int h, int w, int c)
+{
+    struct layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.ops = ops;
+    snprintf(s.name, sizeof s.name, "%s_1", ops->keras_prefix);
+    s.line = 9;
+    s.index = 8;
+    s.in = (struct shape){3, h, w, c};
+    return s;
+}
+
+/* y (n, c) = max or mean of x (n, h, w, c) over (h, w). */
+static void naive_global(const float *x, int n, int h, int w, int c, int is_max, float *y)
+{
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++) {
+            double acc = is_max ? -INFINITY : 0.0;
+            for (int i = 0; i < h * w; i++) {
+                double v = x[((size_t)b * h * w + i) * c + ch];
+                acc = is_max ? fmax(acc, v) : acc + v;
+            }
+            y[b * c + ch] = (float)(is_max ? acc : acc / (h * w));
+        }
+}
+
+static void test_global_forward(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        const struct layer_ops *ops = m ? &layer_global_max_pooling2d : &layer_global_average_pooling2d;
+        struct lc t;
+        struct layer_spec s = global_spec(ops, 5, 6, 7);
+        lc_setup(&t, &s, 3, 2);
+        assert_int_equal(t.spec.out.rank, 1);
+        assert_int_equal(t.spec.out.c, 7);
+        assert_int_equal(shape_size(&t.spec.out), 7);
+        assert_int_equal(t.spec.n_params, 0);
+        assert_int_equal(t.l.dst_md.ndims, 2);
+        assert_true(dnnl_memory_desc_equal(&t.l.dst_md, &t.out_plain));
+        float *x = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.out_size);
+        lc_fill(x, t.in_size, -1.0, 1.0, 70 + m);
+        lc_forward(&t, x, y, 1);
+        naive_global(x, 3, 5, 6, 7, m, ref);
+        assert_true(lc_max_rel_diff(y, ref, t.out_size) <= 1e-6);
+        free(x);
+        free(y);
+        free(ref);
+        lc_teardown(&t);
+    }
+}
+
+static void test_global_gradcheck(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        struct lc t;
+        struct layer_spec s = global_spec(m ? &layer_global_max_pooling2d : &layer_global_average_pooling2d, 4, 3, 5);
+        lc_setup(&t, &s, 2, 30 + m);
+        lc_gradcheck(&t, 1, 1e-2, 400);
+        lc_teardown(&t);
+    }
+}
+
+static void test_global_blocked(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        struct lc t;
+        struct layer_spec s = global_spec(m ? &layer_global_max_pooling2d : &layer_global_average_pooling2d, 5, 4, 20);
+        lc_setup(&t, &s, 2, 40);
+        float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size), *y = xmalloc_f(t.out_size);
+        float *dx = xmalloc_f(t.in_size), *yb = xmalloc_f(t.out_size), *dxb = xmalloc_f(t.in_size);
+        lc_fill(x, t.in_size, -1.0, 1.0, 80);
+        lc_fill(dy, t.out_size, -1.0, 1.0, 81);
+        lc_backward(&t, x, dy, dx, 1);
+        lc_forward(&t, x, y, 1);
+        run_in_layout(&t, dnnl_nChw16c, x, dy, yb, dxb, 0);
+        assert_true(lc_max_rel_diff(yb, y, t.out_size) <= 1e-6);
+        assert_true(lc_max_rel_diff(dxb, dx, t.in_size) <= 1e-6);
+        free(x);
+        free(dy);
+        free(y);
+        free(dx);
+        free(yb);
+        free(dxb);
+        lc_teardown(&t);
+    }
+}
+
+/* ---- parsing, text, shape errors ---- */
+
+static void args_init(struct args *a, const char *layer)
+{
+    memset(a, 0, sizeof *a);
+    a->file = "m.txt";
+    a->line = 4;
+    a->col = 1;
+    snprintf(a->layer, sizeof a->layer, "%s", layer);
+}
+
+static struct arg *add_arg(struct args *a, const char *key, enum arg_type type, int col)
+{
+    struct arg *x = &a->a[a->n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
+    x->col = col;
+    x->type = type;
+    return x;
+}
+
+static void add_int(struct args *a, const char *key, long v, int col)
+{
+    add_arg(a, key, ARG_INT, col)->num = (double)v;
+}
+
+static void add_pair(struct args *a, const char *key, long v0, long v1, int col)
+{
+    struct arg *x = add_arg(a, key, ARG_TUPLE, col);
+    x->n_tuple = 2;
+    x->tuple[0] = v0;
+    x->tuple[1] = v1;
+}
+
+static void add_str(struct args *a, const char *key, const char *v, int col)
+{
+    snprintf(add_arg(a, key, ARG_STRING, col)->str, sizeof a->a[0].str, "%s", v);
+}
+
+static int parse(struct layer_spec *s, const struct layer_ops *ops, struct args *a, struct error *e)
+{
+    memset(s, 0, sizeof *s);
+    s->ops = ops;
+    int rc = ops->parse(s, a, e);
+    return rc != ERR_OK ? rc : args_check_unused(a, e);
+}
+
+static void test_parse(void **state)
+{
+    (void)state;
+    struct args a;
+    struct layer_spec s;
+    struct error e = {0};
+    char text[256];
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D() */
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    assert_int_equal(s.u.pool.ph, 2);
+    assert_int_equal(s.u.pool.pw, 2);
+    assert_int_equal(s.u.pool.sh, 2);
+    assert_int_equal(s.u.pool.sw, 2);
+    assert_int_equal(s.u.pool.same, 0);
+    s.ops->to_text(&s, text, sizeof text);
+    assert_string_equal(text, "MaxPooling2D(pool_size=(2, 2), strides=(2, 2), padding='valid')");
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(3, padding='same'): strides default to the pool */
+    add_int(&a, NULL, 3, 14);
+    add_str(&a, "padding", "same", 17);
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    assert_int_equal(s.u.pool.sh, 3);
+    assert_int_equal(s.u.pool.sw, 3);
+    assert_int_equal(s.u.pool.same, 1);
+
+    args_init(&a, "AveragePooling2D"); /* AveragePooling2D((2, 3), (1, 2), 'same') */
+    add_pair(&a, NULL, 2, 3, 18);
+    add_pair(&a, NULL, 1, 2, 26);
+    add_str(&a, NULL, "same", 34);
+    assert_int_equal(parse(&s, &layer_average_pooling2d, &a, &e), ERR_OK);
+    s.ops->to_text(&s, text, sizeof text);
+    assert_string_equal(text, "AveragePooling2D(pool_size=(2, 3), strides=(1, 2), padding='same')");
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(pool_size=2, strides=None) */
+    add_int(&a, "pool_size", 2, 14);
+    add_arg(&a, "strides", ARG_NONE, 27);
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    assert_int_equal(s.u.pool.sh, 2);
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(pool_size=0) */
+    add_int(&a, "pool_size", 0, 14);
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    assert_non_null(strstr(e.msg, "m.txt:4:14:"));
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(2, (1, -1)) */
+    add_int(&a, NULL, 2, 14);
+    add_pair(&a, NULL, 1, -1, 17);
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    assert_non_null(strstr(e.msg, "m.txt:4:17:"));
+
+    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(padding='full') */
+    add_str(&a, "padding", "full", 14);
+    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    assert_non_null(strstr(e.msg, "m.txt:4:14:"));
+
+    args_init(&a, "GlobalAveragePooling2D");
+    assert_int_equal(parse(&s, &layer_global_average_pooling2d, &a, &e), ERR_OK);
+    s.ops->to_text(&s, text, sizeof text);
+    assert_string_equal(text, "GlobalAveragePooling2D()");
+    add_int(&a, NULL, 1, 24); /* GlobalAveragePooling2D(1): left unused, so the parser reports it */
+    assert_int_equal(parse(&s, &layer_global_average_pooling2d, &a, &e), ERR_INPUT);
+    s.ops = &layer_global_max_pooling2d;
+    s.ops->to_text(&s, text, sizeof text);
+    assert_string_equal(text, "GlobalMaxPooling2D()");
+}
+
+static void test_shape_errors(void **state)
+{
+    (void)state;
+    struct error e = {0};
+    struct geom g = {.h = 2, .w = 2, .c = 1, .ph = 3, .pw = 3, .sh = 3, .sw = 3};
+    struct layer_spec s = pool_spec(&layer_max_pooling2d, &g);
+    s.line = 7;
+    assert_int_equal(s.ops->infer(&s, &e), ERR_INPUT);
+    assert_string_equal(e.msg, "line 7: max_pooling2d_1: pool 3x3 is larger than its 2x2 input");
+
+    g = (struct geom){.h = 5, .w = 2, .c = 1, .ph = 2, .pw = 3, .sh = 1, .sw = 1};
+    s = pool_spec(&layer_average_pooling2d, &g);
+    assert_int_equal(s.ops->infer(&s, &e), ERR_INPUT);
+
+    g.same = 1; /* 'same' pads instead */
+    s = pool_spec(&layer_average_pooling2d, &g);
+    assert_int_equal(s.ops->infer(&s, &e), ERR_OK);
+    assert_int_equal(s.out.h, 5);
+    assert_int_equal(s.out.w, 2);
+
+    s.in = (struct shape){1, 1, 1, 10};
+    assert_int_equal(s.ops->infer(&s, &e), ERR_INPUT);
+    s = global_spec(&layer_global_max_pooling2d, 1, 1, 10);
+    s.in.rank = 1;
+    assert_int_equal(s.ops->infer(&s, &e), ERR_INPUT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_max_valid),
+        cmocka_unit_test(test_avg_valid),
+        cmocka_unit_test(test_strides_differ_from_pool),
+        cmocka_unit_test(test_same_odd_sizes),
+        cmocka_unit_test(test_same_pads_bottom_right),
+        cmocka_unit_test(test_valid_chain),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_backward_vs_naive),
+        cmocka_unit_test(test_max_workspace),
+        cmocka_unit_test(test_blocked_input),
+        cmocka_unit_test(test_global_forward),
+        cmocka_unit_test(test_global_gradcheck),
+        cmocka_unit_test(test_global_blocked),
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_shape_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,146 @@
+/* cli.c: option parsing and error printing shared by the commands. */
+#include "cli.h"
+#include "dist.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rank_;
+
+void cli_set_rank(int rank) { rank_ = rank; }
+int cli_is_root(void) { return rank_ == 0; }
+
+void cli_print_error(const struct error *e) { fprintf(stderr, "trainer: error: %s\n", e->msg); }
+
+int cli_agree(int rc, const struct error *err)
+{
+    int first = 0;
+    int worst = dist_agree(rc, &first);
+    if (worst && first == dist_rank()) {
+        cli_print_error(err);
+        fflush(stderr);
+    }
+    return worst;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    if (rank_ != 0)
+        return ERR_USAGE;
+    fputs("trainer: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "\nTry 'trainer %s --help'.\n", cmd);
+    else
+        fputs("\nTry 'trainer --help'.\n", stderr);
+    return ERR_USAGE;
+}
+
+int cli_long(const char *cmd, const char *opt, const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return cli_usage(cmd, "%s: '%s' is not an integer in [%ld, %ld]", opt, s, min, max);
+    *out = v;
+    return 0;
+}
+
+int cli_double(const char *cmd, const char *opt, const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+        return cli_usage(cmd, "%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
+    *out = v;
+    return 0;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 64;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+const char *cli_closest(const char *s, const char *const *choices)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int i = 0; choices[i]; i++) {
+        size_t d = edit_distance(s, choices[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = choices[i];
+        }
+    }
+    /* A third of the word wrong is still a typo; more is another word. */
+    size_t limit = strlen(s) / 3 + 1;
+    return best_d <= limit ? best : NULL;
+}
+
+static void suggest_option(const char *cmd, const char *arg, const struct option *longopts)
+{
+    const char *names[64];
+    char name[64];
+    int n = 0;
+    for (; longopts[n].name && n < 63; n++)
+        names[n] = longopts[n].name;
+    names[n] = NULL;
+    snprintf(name, sizeof name, "%s", arg + (arg[0] == '-' && arg[1] == '-' ? 2 : arg[0] == '-'));
+    char *eq = strchr(name, '=');
+    if (eq)
+        *eq = '\0';
+    const char *near = cli_closest(name, names);
+    if (near)
+        cli_usage(cmd, "unknown option '%s' (did you mean '--%s'?)", arg, near);
+    else
+        cli_usage(cmd, "unknown option '%s'", arg);
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    char opts[128];
+    /* A leading ':' makes getopt report a missing value as ':' instead of printing its own message. */
+    snprintf(opts, sizeof opts, ":%s", shortopts);
+    opterr = 0;
+    int c = getopt_long(argc, argv, opts, longopts, NULL);
+    if (c == '?') {
+        const char *arg = argv[optind - 1];
+        if (rank_ != 0)
+        return '?';
+    if (optopt && !(arg[0] == '-' && arg[1] == '-'))
+            cli_usage(cmd, "unknown option '-%c'", optopt);
+        else
+            suggest_option(cmd, arg, longopts);
+        return '?';
+    }
+    if (c == ':') {
+        cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
+        return '?';
+    }
+    return c;
+}
+
+int cli_optind(void) { return optind; }

@@ -1,0 +1,11 @@
+/* commands.h: the trainer's commands; each takes the arguments after its name and returns the exit code. */
+#ifndef TRAINER_COMMANDS_H
+#define TRAINER_COMMANDS_H
+
+int cmd_import(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

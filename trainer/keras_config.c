@@ -1,0 +1,519 @@
+/* keras_config.c: a model as Keras 2 Sequential `model_config` JSON, both ways, one table row per layer kind. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+
+/* Keras model_config JSON for one kind: to_json adds the kind's keys after name/trainable; from_json rejects
+ * options the trainer cannot honour and fills `a` with the arguments the kind's parse() reads, so a Keras
+ * file and a model file go through the same parser. `where` is "FILE: model_config: LAYER" for messages. */
+struct keras_kind {
+    const struct layer_ops *ops;
+    int (*to_json)(const struct layer_spec *s, json_t *cfg);
+    int (*from_json)(json_t *cfg, struct args *a, const char *where, struct error *err);
+};
+
+/* ---- model -> JSON -------------------------------------------------------------------------------------- */
+
+/* json_object_set_new takes ownership even on failure, so a chain of calls needs only one check. */
+static int set(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) ? -1 : 0;
+}
+
+static json_t *pair(long a, long b)
+{
+    return json_pack("[II]", (json_int_t)a, (json_int_t)b);
+}
+
+static json_t *activation(enum activation act)
+{
+    return json_string(activation_names[act]);
+}
+
+/* Keras 2's glorot_uniform is serialised as the VarianceScaling it is an alias of. */
+static int initializers_and_nulls(json_t *c)
+{
+    int bad = set(c, "kernel_initializer",
+                  json_pack("{s:s, s:{s:f, s:s, s:s, s:n}}", "class_name", "VarianceScaling", "config", "scale",
+                            1.0, "mode", "fan_avg", "distribution", "uniform", "seed"));
+    bad |= set(c, "bias_initializer", json_pack("{s:s, s:{}}", "class_name", "Zeros", "config"));
+    static const char *const nulls[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                                        "kernel_constraint", "bias_constraint"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        bad |= set(c, nulls[i], json_null());
+    return bad;
+}
+
+static int conv_to_json(const struct layer_spec *s, json_t *c)
+{
+    const struct conv_cfg *k = &s->u.conv;
+    int bad = set(c, "filters", json_integer(k->filters));
+    bad |= set(c, "kernel_size", pair(k->kh, k->kw));
+    bad |= set(c, "strides", pair(k->sh, k->sw));
+    bad |= set(c, "padding", json_string(k->same ? "same" : "valid"));
+    bad |= set(c, "data_format", json_string("channels_last"));
+    bad |= set(c, "dilation_rate", pair(1, 1));
+    bad |= set(c, "activation", activation(k->act));
+    bad |= set(c, "use_bias", json_boolean(k->use_bias));
+    return bad | initializers_and_nulls(c);
+}
+
+static int pool_to_json(const struct layer_spec *s, json_t *c)
+{
+    const struct pool_cfg *p = &s->u.pool;
+    int bad = set(c, "pool_size", pair(p->ph, p->pw));
+    bad |= set(c, "padding", json_string(p->same ? "same" : "valid"));
+    bad |= set(c, "strides", pair(p->sh, p->sw));
+    return bad | set(c, "data_format", json_string("channels_last"));
+}
+
+static int global_pool_to_json(const struct layer_spec *s, json_t *c)
+{
+    (void)s;
+    return set(c, "data_format", json_string("channels_last"));
+}
+
+/* Keras before 2.1.6 has no data_format on Flatten and would refuse the key: leave it out (the default is
+ * channels_last). */
+static int flatten_to_json(const struct layer_spec *s, json_t *c)
+{
+    (void)s;
+    (void)c;
+    return 0;
+}
+
+static int dense_to_json(const struct layer_spec *s, json_t *c)
+{
+    const struct dense_cfg *d = &s->u.dense;
+    int bad = set(c, "units", json_integer(d->units));
+    bad |= set(c, "activation", activation(d->act));
+    bad |= set(c, "use_bias", json_boolean(d->use_bias));
+    return bad | initializers_and_nulls(c);
+}
+
+static int dropout_to_json(const struct layer_spec *s, json_t *c)
+{
+    int bad = set(c, "rate", json_real(s->u.dropout.rate));
+    bad |= set(c, "noise_shape", json_null());
+    return bad | set(c, "seed", json_null());
+}
+
+static int activation_to_json(const struct layer_spec *s, json_t *c)
+{
+    return set(c, "activation", activation(s->u.act.act));
+}
+
+/* ---- JSON -> layer arguments ---------------------------------------------------------------------------- */
+
+/* A JSON value as a Keras user wrote it: [2, 2] as (2, 2), strings quoted, null as None. */
+static void value_text(json_t *v, char *buf, size_t size)
+{
+    if (json_is_array(v)) {
+        size_t len = snprintf(buf, size, "(");
+        for (size_t i = 0; i < json_array_size(v) && len < size; i++) {
+            json_t *x = json_array_get(v, i);
+            len += snprintf(buf + len, size - len, "%s%lld", i ? ", " : "",
+                            json_is_integer(x) ? (long long)json_integer_value(x) : -1LL);
+        }
+        if (len < size)
+            snprintf(buf + len, size - len, ")");
+    } else if (json_is_string(v)) {
+        snprintf(buf, size, "'%s'", json_string_value(v));
+    } else if (json_is_null(v)) {
+        snprintf(buf, size, "None");
+    } else {
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(buf, size, "%s", s ? s : "?");
+        free(s);
+    }
+}
+
+/* "FILE: model_config: LAYER: KEY VALUE is not supported". */
+static int unsupported(struct error *err, const char *where, const char *key, json_t *value)
+{
+    char text[128];
+    value_text(value, text, sizeof text);
+    return error_set(err, ERR_INPUT, "%s: %s %s is not supported", where, key, text);
+}
+
+/* Converts one JSON value into a keyword argument of the model-file syntax. */
+static int json_to_arg(const char *key, json_t *v, struct arg *x, const char *where, struct error *err)
+{
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "%s", key);
+    if (json_is_integer(v)) {
+        x->type = ARG_INT;
+        x->num = (double)json_integer_value(v);
+    } else if (json_is_real(v)) {
+        x->type = ARG_FLOAT;
+        x->num = json_real_value(v);
+    } else if (json_is_boolean(v)) {
+        x->type = ARG_BOOL;
+        x->num = json_is_true(v);
+    } else if (json_is_null(v)) {
+        x->type = ARG_NONE;
+    } else if (json_is_string(v) && strlen(json_string_value(v)) < sizeof x->str) {
+        x->type = ARG_STRING;
+        snprintf(x->str, sizeof x->str, "%s", json_string_value(v));
+    } else if (json_is_array(v) && json_array_size(v) >= 1 && json_array_size(v) <= ARG_TUPLE_MAX) {
+        x->type = ARG_TUPLE;
+        x->n_tuple = (int)json_array_size(v);
+        for (int i = 0; i < x->n_tuple; i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_integer(e))
+                goto bad;
+            x->tuple[i] = (long)json_integer_value(e);
+        }
+    } else {
+        goto bad;
+    }
+    return ERR_OK;
+bad:
+    return unsupported(err, where, key, v);
+}
+
+/* Passes the listed keys that the config has on to the layer's parse(). */
+static int copy_args(json_t *cfg, const char *const *keys, struct args *a, const char *where, struct error *err)
+{
+    for (int i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(cfg, keys[i]);
+        if (!v)
+            continue;
+        int rc = json_to_arg(keys[i], v, &a->a[a->n], where, err);
+        if (rc)
+            return rc;
+        a->n++;
+    }
+    return ERR_OK;
+}
+
+/* A key that may be absent or equal to `ok` (a JSON value) and nothing else. */
+static int require(json_t *cfg, const char *key, json_t *ok, const char *where, struct error *err)
+{
+    json_t *v = json_object_get(cfg, key);
+    int same = !v || json_is_null(v) || json_equal(v, ok);
+    json_decref(ok);
+    return same ? ERR_OK : unsupported(err, where, key, v);
+}
+
+static int check_channels_last(json_t *cfg, const char *where, struct error *err)
+{
+    return require(cfg, "data_format", json_string("channels_last"), where, err);
+}
+
+/* The activations the layers implement; anything else (elu, selu, a custom object) is refused here, with
+ * the layer named, rather than by parse() with only the class name. */
+static int check_activation(json_t *cfg, const char *where, struct error *err)
+{
+    json_t *v = json_object_get(cfg, "activation");
+    if (!v)
+        return ERR_OK;
+    for (int i = 0; json_is_string(v) && activation_names[i]; i++)
+        if (strcmp(json_string_value(v), activation_names[i]) == 0)
+            return ERR_OK;
+    return unsupported(err, where, "activation", v);
+}
+
+static int conv_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"filters", "kernel_size", "strides", "padding", "activation",
+                                       "use_bias", NULL};
+    json_t *dilation = json_object_get(cfg, "dilation_rate");
+    int rc = check_channels_last(cfg, where, err);
+    if (!rc && json_is_integer(dilation))
+        rc = require(cfg, "dilation_rate", json_integer(1), where, err);
+    else if (!rc)
+        rc = require(cfg, "dilation_rate", pair(1, 1), where, err);
+    if (!rc)
+        rc = check_activation(cfg, where, err);
+    return rc ? rc : copy_args(cfg, keys, a, where, err);
+}
+
+static int pool_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"pool_size", "strides", "padding", NULL};
+    int rc = check_channels_last(cfg, where, err);
+    return rc ? rc : copy_args(cfg, keys, a, where, err);
+}
+
+/* Later Keras versions added keepdims: only its default (False) has the shape the trainer produces. */
+static int global_pool_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    (void)a;
+    int rc = check_channels_last(cfg, where, err);
+    return rc ? rc : require(cfg, "keepdims", json_false(), where, err);
+}
+
+static int flatten_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    (void)a;
+    return check_channels_last(cfg, where, err);
+}
+
+static int dense_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"units", "activation", "use_bias", NULL};
+    int rc = check_activation(cfg, where, err);
+    return rc ? rc : copy_args(cfg, keys, a, where, err);
+}
+
+static int dropout_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"rate", NULL};
+    int rc = require(cfg, "noise_shape", json_null(), where, err);
+    return rc ? rc : copy_args(cfg, keys, a, where, err);
+}
+
+static int activation_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"activation", NULL};
+    int rc = check_activation(cfg, where, err);
+    return rc ? rc : copy_args(cfg, keys, a, where, err);
+}
+
+static const struct keras_kind kinds[] = {
+    {&layer_conv2d, conv_to_json, conv_from_json},
+    {&layer_max_pooling2d, pool_to_json, pool_from_json},
+    {&layer_average_pooling2d, pool_to_json, pool_from_json},
+    {&layer_global_average_pooling2d, global_pool_to_json, global_pool_from_json},
+    {&layer_global_max_pooling2d, global_pool_to_json, global_pool_from_json},
+    {&layer_flatten, flatten_to_json, flatten_from_json},
+    {&layer_dense, dense_to_json, dense_from_json},
+    {&layer_dropout, dropout_to_json, dropout_from_json},
+    {&layer_activation, activation_to_json, activation_from_json},
+};
+#define N_KINDS (sizeof kinds / sizeof kinds[0])
+
+static const struct keras_kind *kind_by_ops(const struct layer_ops *ops)
+{
+    for (size_t i = 0; i < N_KINDS; i++)
+        if (kinds[i].ops == ops)
+            return &kinds[i];
+    return NULL;
+}
+
+/* Keras class names are the model-file names (layer_ops.name). */
+static const struct keras_kind *kind_by_class(const char *class_name)
+{
+    for (size_t i = 0; class_name && i < N_KINDS; i++)
+        if (strcmp(kinds[i].ops->name, class_name) == 0)
+            return &kinds[i];
+    return NULL;
+}
+
+/* ---- model -> JSON, whole model ------------------------------------------------------------------------- */
+
+/* batch_input_shape: [null, H, W, C] for images, [null, C] for feature vectors. */
+static json_t *batch_input_shape(const struct shape *in)
+{
+    if (in->rank == 1)
+        return json_pack("[nI]", (json_int_t)in->c);
+    return json_pack("[nIII]", (json_int_t)in->h, (json_int_t)in->w, (json_int_t)in->c);
+}
+
+static json_t *layer_to_json(const struct model *m, int i)
+{
+    const struct layer_spec *s = &m->layers[i];
+    const struct keras_kind *k = kind_by_ops(s->ops);
+    json_t *cfg = json_object();
+    if (!k || !cfg)
+        goto fail;
+    int bad = set(cfg, "name", json_string(s->name));
+    bad |= set(cfg, "trainable", json_true());
+    /* Keras 2.1 Sequential keeps the input shape on the first layer, not on a separate InputLayer. */
+    if (i == 1) {
+        bad |= set(cfg, "batch_input_shape", batch_input_shape(&m->layers[0].out));
+        bad |= set(cfg, "dtype", json_string("float32"));
+    }
+    if (bad || k->to_json(s, cfg))
+        goto fail;
+    return json_pack("{s:s, s:o}", "class_name", s->ops->name, "config", cfg);
+fail:
+    json_decref(cfg);
+    return NULL;
+}
+
+/* Reals as Python writes them where possible: 15 significant digits give "0.3" rather than
+ * "0.29999999999999999", and are exact for every value typed in decimal with up to 15 digits; any other
+ * value gets 17 digits, so the JSON always reads back to the same double. */
+static int needs_17_digits(json_t *v)
+{
+    if (json_is_real(v)) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.15g", json_real_value(v));
+        return strtod(buf, NULL) != json_real_value(v);
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (needs_17_digits(json_array_get(v, i)))
+                return 1;
+        return 0;
+    }
+    const char *key;
+    json_t *x;
+    json_object_foreach(v, key, x) {
+        if (needs_17_digits(x))
+            return 1;
+    }
+    return 0;
+}
+
+char *keras_config_from_model(const struct model *m)
+{
+    json_t *list = json_array();
+    char *out = NULL;
+    if (!list)
+        return NULL;
+    for (int i = 1; i < m->n_layers; i++)
+        if (json_array_append_new(list, layer_to_json(m, i)))
+            goto done;
+    /* "Sequential" with a list as config: what Keras 2.1 and 2.2.0-2.2.2 write and every Keras 2 reads. */
+    json_t *root = json_pack("{s:s, s:O}", "class_name", "Sequential", "config", list);
+    if (root) {
+        int digits = needs_17_digits(root) ? 17 : 15;
+        out = json_dumps(root, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
+        json_decref(root);
+    }
+done:
+    json_decref(list);
+    return out;
+}
+
+/* ---- JSON -> model -------------------------------------------------------------------------------------- */
+
+/* The layer list of the Keras 2.1-2.2.2 form (config is the list) or of 2.2.3+ ({"name", "layers"}). */
+static int layer_list(json_t *root, json_t **out, const char *file, struct error *err)
+{
+    const char *cls = json_string_value(json_object_get(root, "class_name"));
+    json_t *cfg = json_object_get(root, "config");
+    if (!cls)
+        return error_set(err, ERR_INPUT, "%s: model_config: no class_name", file);
+    if (strcmp(cls, "Sequential") != 0)
+        return error_set(err, ERR_INPUT, "%s: model_config: model class '%s' is not supported (only Sequential)",
+                         file, cls);
+    if (json_is_object(cfg))
+        cfg = json_object_get(cfg, "layers");
+    if (!json_is_array(cfg) || json_array_size(cfg) == 0)
+        return error_set(err, ERR_INPUT, "%s: model_config: no layers", file);
+    *out = cfg;
+    return ERR_OK;
+}
+
+/* Names index the weights in /model_weights: they must be usable as one HDF5 path component. */
+static int take_name(struct layer_spec *s, json_t *cfg, int index, const char *file, struct error *err)
+{
+    const char *name = json_string_value(json_object_get(cfg, "name"));
+    if (!name) {
+        snprintf(s->name, sizeof s->name, "%s_%d", s->ops->keras_prefix, index);
+        return ERR_OK;
+    }
+    if (!*name || strlen(name) >= sizeof s->name || strchr(name, '/') || strcmp(name, ".") == 0)
+        return error_set(err, ERR_INPUT, "%s: model_config: layer name '%s' is not supported", file, name);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return ERR_OK;
+}
+
+/* Builds layers[0] (the Input) from a batch_input_shape [null, dims...], through Input's own parse(). */
+static int make_input(struct model *m, json_t *bis, const char *name, const char *file, struct error *err)
+{
+    struct layer_spec *s = &m->layers[0];
+    char where[512];
+    snprintf(where, sizeof where, "%s: model_config", file);
+    struct args a = {.file = where, .layer = "Input", .n = 1};
+    size_t n = json_array_size(bis);
+    char text[128];
+    int rc;
+    value_text(bis, text, sizeof text);
+    if (n < 2 || n > 4)
+        return error_set(err, ERR_INPUT, "%s: model_config: input shape %s is not supported", file, text);
+    a.a[0] = (struct arg){.key = "shape", .type = ARG_TUPLE, .n_tuple = (int)n - 1};
+    for (size_t i = 1; i < n; i++) {
+        json_t *d = json_array_get(bis, i);
+        if (!json_is_integer(d) || json_integer_value(d) <= 0)
+            return error_set(err, ERR_INPUT,
+                             "%s: model_config: input shape %s is not supported (needs fixed sizes)", file, text);
+        a.a[0].tuple[i - 1] = (long)json_integer_value(d);
+    }
+    memset(s, 0, sizeof *s);
+    s->ops = &layer_input;
+    snprintf(s->name, sizeof s->name, "%s", name && *name && strlen(name) < sizeof s->name ? name : "input_1");
+    if ((rc = layer_input.parse(s, &a, err)) || (rc = args_check_unused(&a, err)))
+        return rc;
+    m->n_layers = 1;
+    return ERR_OK;
+}
+
+/* Appends one layer from its {"class_name", "config"} entry. */
+static int add_layer(struct model *m, json_t *entry, const char *file, struct error *err)
+{
+    json_t *cfg = json_object_get(entry, "config");
+    const char *cls = json_string_value(json_object_get(entry, "class_name"));
+    const char *name = json_string_value(json_object_get(cfg, "name"));
+    const struct keras_kind *k = kind_by_class(cls);
+    if (!k || !json_is_object(cfg))
+        return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' (%s) is not supported", file,
+                         name ? name : "?", cls ? cls : "no class_name");
+    if (m->n_layers >= MODEL_MAX_LAYERS)
+        return error_set(err, ERR_INPUT, "%s: model_config: more than %d layers", file, MODEL_MAX_LAYERS - 1);
+    struct layer_spec *s = &m->layers[m->n_layers];
+    memset(s, 0, sizeof *s);
+    s->ops = k->ops;
+    s->index = m->n_layers;
+    int rc = take_name(s, cfg, m->n_layers, file, err);
+    if (rc)
+        return rc;
+    char where[sizeof s->name + 512];
+    snprintf(where, sizeof where, "%s: model_config: %s", file, s->name);
+    /* Messages from parse() read "FILE: model_config: conv2d_3: Conv2D: ...": the layer is named. */
+    struct args a = {.file = where};
+    snprintf(a.layer, sizeof a.layer, "%s", k->ops->name);
+    if ((rc = k->from_json(cfg, &a, where, err)) || (rc = k->ops->parse(s, &a, err)) ||
+        (rc = args_check_unused(&a, err)))
+        return rc;
+    m->n_layers++;
+    return ERR_OK;
+}
+
+/* The input comes from a leading InputLayer or from the first layer's batch_input_shape. */
+static int add_layers(struct model *m, json_t *list, const char *file, struct error *err)
+{
+    size_t first = 0;
+    json_t *e0 = json_array_get(list, 0), *c0 = json_object_get(e0, "config");
+    const char *cls0 = json_string_value(json_object_get(e0, "class_name"));
+    json_t *bis = json_object_get(c0, "batch_input_shape");
+    const char *input_name = NULL;
+    int rc;
+    if (cls0 && strcmp(cls0, "InputLayer") == 0) {
+        input_name = json_string_value(json_object_get(c0, "name"));
+        first = 1;
+    }
+    if (!json_is_array(bis))
+        return error_set(err, ERR_INPUT, "%s: model_config: the first layer has no batch_input_shape", file);
+    if ((rc = make_input(m, bis, input_name, file, err)))
+        return rc;
+    for (size_t i = first; i < json_array_size(list); i++)
+        if ((rc = add_layer(m, json_array_get(list, i), file, err)))
+            return rc;
+    if (m->n_layers < 2)
+        return error_set(err, ERR_INPUT, "%s: model_config: no layers after the input", file);
+    return ERR_OK;
+}
+
+int keras_config_to_model(const char *json, const char *file, struct model *m, struct error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, 0, &jerr), *list = NULL;
+    int rc;
+    memset(m, 0, sizeof *m);
+    if (!root)
+        return error_set(err, ERR_INPUT, "%s: model_config: invalid JSON at line %d, column %d: %s", file,
+                         jerr.line, jerr.column, jerr.text);
+    /* model_infer also writes m->text, the canonical model file of what was read. */
+    if ((rc = layer_list(root, &list, file, err)) == ERR_OK && (rc = add_layers(m, list, file, err)) == ERR_OK)
+        rc = model_infer(m, file, err);
+    json_decref(root);
+    return rc;
+}
