@@ -49,6 +49,12 @@ static const char *const gmp_text = "Input(shape=(5, 7, 1))\n"
                                     "GlobalMaxPooling2D()\n"
                                     "Dense(2, activation='softmax', use_bias=False)\n";
 
+/* A rate that 15 significant digits do not reproduce: the JSON must still give back the same double. */
+static const char *const odd_rate_text = "Input(shape=(4, 4, 1))\n"
+                                         "Flatten()\n"
+                                         "Dropout(0.123456789012345678)\n"
+                                         "Dense(2, activation='softmax')\n";
+
 static char tmpdir[256];
 
 /* ---- helpers -------------------------------------------------------------------------------------------- */
@@ -351,6 +357,17 @@ static void test_keras_fixture(void **state)
     assert_ok(checkpoint_read_weights(path, net2, &err), &err);
     assert_memory_equal(net2->params, net->params, sizeof(float) * m.n_params);
     net_destroy(net2);
+
+    /* Saved as a checkpoint, the imported model keeps its Keras names (conv2d_41 ...) and its weights. */
+    char ck[512];
+    path_in_tmp(ck, sizeof ck, "from_keras.h5");
+    assert_ok(checkpoint_write(ck, net, NULL, NULL, &err), &err);
+    assert_ok(checkpoint_read_model(ck, &m2, &err), &err);
+    assert_same_specs(&m, &m2);
+    net2 = make_net(&m2);
+    assert_ok(checkpoint_read_weights(ck, net2, &err), &err);
+    assert_memory_equal(net2->params, net->params, sizeof(float) * m.n_params);
+    net_destroy(net2);
     net_destroy(net);
 }
 
@@ -428,7 +445,7 @@ static void check_keras_layout(const char *path, const struct net *net, const st
 static void test_config_round_trip(void **state)
 {
     (void)state;
-    const char *const texts[] = {small_text, gap_text, gmp_text};
+    const char *const texts[] = {small_text, gap_text, gmp_text, odd_rate_text};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         struct model a, b;
         struct error err = {0};

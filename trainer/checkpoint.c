@@ -457,7 +457,7 @@ fail:
     if (fd >= 0)
         close(fd);
     if (created)
-        (void)0;
+        unlink(tmp);
     free(image);
     free(tmp);
     return error_set(err, ERR_IO, "%s: cannot write checkpoint: %s", path, w.why);

@@ -2,11 +2,14 @@
 #include "progress.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 void progress_start(struct progress *p, int64_t steps, int quiet, double now)
 {
-    p->live = !quiet && isatty(STDOUT_FILENO);
+    /* Open MPI gives local ranks a pseudo-terminal even when mpirun's own output goes to a file, so inside
+     * a Slurm job (whose output is a log file) the bar stays off whatever isatty says. */
+    p->live = !quiet && isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID");
     p->steps = steps;
     p->t0 = now;
     p->last = 0;
