@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer.h"
+#include "layer_common.h"
 
 struct act_priv {
     dnnl_primitive_t fwd;
@@ -24,21 +24,10 @@ static int act_parse(struct layer_spec *spec, struct args *a, struct error *err)
     return ERR_OK;
 }
 
-static int act_infer(struct layer_spec *s, struct error *err)
-{
-    (void)err;
-    s->out = s->in;
-    s->n_params = 0;
-    return ERR_OK;
-}
-
 static void act_destroy(struct layer *l)
 {
     struct act_priv *p = l->priv;
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
+    layer_release_outputs(l);
     if (p) {
         if (p->fwd)
             dnnl_primitive_destroy(p->fwd);
@@ -47,7 +36,6 @@ static void act_destroy(struct layer *l)
         free(p);
     }
     l->priv = NULL;
-    l->dst = l->diff_src = NULL;
 }
 
 /* The eltwise algorithm for an activation. The use_dst_for_bwd variants let backward read dst, which
@@ -66,14 +54,6 @@ static dnnl_alg_kind_t act_alg(enum activation act, float *alpha, int *use_dst)
     *alpha = 1.0f;
     *use_dst = 0;
     return dnnl_eltwise_linear;
-}
-
-static int softmax_error(const struct layer_spec *s, struct error *err)
-{
-    if (s->line > 0)
-        return error_set(err, ERR_INPUT, "line %d: %s: softmax is only supported as the last layer", s->line,
-                         s->name);
-    return error_set(err, ERR_INPUT, "%s: softmax is only supported as the last layer", s->name);
 }
 
 /* Forward and backward primitives on the layout as given; dst and diff_src share that layout. */
@@ -111,7 +91,7 @@ static int act_create(struct layer *l, const struct dnn *d, int need_diff_src, s
     l->priv = NULL;
     l->dst = l->diff_src = NULL;
     if (act == ACT_SOFTMAX && !l->spec->softmax_in_loss)
-        return softmax_error(l->spec, err);
+        return layer_spec_error(l->spec, err, "softmax is only supported as the last layer");
     struct act_priv *p = calloc(1, sizeof *p);
     if (!p)
         return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
@@ -158,7 +138,7 @@ const struct layer_ops layer_activation = {
     .name = "Activation",
     .keras_prefix = "activation",
     .parse = act_parse,
-    .infer = act_infer,
+    .infer = layer_infer_same_shape,
     .create = act_create,
     .forward = act_forward,
     .backward = act_backward,

@@ -1,30 +1,13 @@
 /* dense.c: Dense (Keras semantics) over oneDNN inner-product primitives, activation fused as a post-op. */
-#include "layer.h"
-
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* What `activation=` accepts: activation_names in enum order, then None (= linear). */
-static const char *const act_choices[] = {"linear", "relu", "softmax", "sigmoid", "tanh", "None", NULL};
-#define ACT_CHOICE_NONE 5
+#include "layer_common.h"
+#include "weighted.h"
 
 #define DENSE_MAX_UNITS (1L << 24)
 
 /* ---- parsing, shapes, text ---------------------------------------------------------------------------- */
-
-/* The argument given as keyword `key` or at position `pos` (pos < 0: keyword only), for its column. */
-static const struct arg *find_arg(const struct args *a, const char *key, int pos)
-{
-    int npos = 0;
-    for (int i = 0; i < a->n; i++) {
-        const struct arg *x = &a->a[i];
-        if (x->key[0] == '\0' ? npos++ == pos : strcmp(x->key, key) == 0)
-            return x;
-    }
-    return NULL;
-}
 
 /* Keras: Dense(units, activation=None, use_bias=True, ...). softmax is accepted here; that it is the model's
  * last layer is checked by the model reader. */
@@ -32,60 +15,31 @@ static int dense_parse(struct layer_spec *spec, struct args *a, struct error *er
 {
     struct dense_cfg *c = &spec->u.dense;
     long units;
-    int act;
     int rc = args_int(a, "units", 0, 1, 0, &units, err);
     if (rc)
         return rc;
     if (units <= 0 || units > DENSE_MAX_UNITS)
-        return args_error(a, find_arg(a, "units", 0), err, "'units' must be between 1 and %ld, got %ld",
+        return args_error(a, layer_find_arg(a, "units", 0), err, "'units' must be between 1 and %ld, got %ld",
                           DENSE_MAX_UNITS, units);
-    if ((rc = args_choice(a, "activation", 1, act_choices, ACT_CHOICE_NONE, &act, err)) ||
+    if ((rc = layer_args_activation(a, 1, &c->act, err)) ||
         (rc = args_bool(a, "use_bias", 2, 1, &c->use_bias, err)))
         return rc;
     c->units = (int)units;
-    c->act = act == ACT_CHOICE_NONE ? ACT_LINEAR : (enum activation)act;
     return ERR_OK;
-}
-
-/* ERR_INPUT "line L: NAME: what"; the model reader puts the file name in front. */
-static int spec_error(const struct layer_spec *spec, struct error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int spec_error(const struct layer_spec *spec, struct error *err, const char *fmt, ...)
-{
-    char what[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    if (spec->line > 0)
-        return error_set(err, ERR_INPUT, "line %d: %s: %s", spec->line, spec->name, what);
-    return error_set(err, ERR_INPUT, "%s: %s", spec->name, what);
-}
-
-static void set_param(struct param_info *p, const char *name, int rank, const long *dims)
-{
-    memset(p, 0, sizeof *p);
-    p->name = name;
-    p->rank = rank;
-    p->size = 1;
-    for (int i = 0; i < rank; i++) {
-        p->dims[i] = dims[i];
-        p->size *= (size_t)dims[i];
-    }
 }
 
 static int dense_infer(struct layer_spec *spec, struct error *err)
 {
     const struct dense_cfg *c = &spec->u.dense;
     if (spec->in.rank != 1)
-        return spec_error(spec, err, "Dense needs a flat input: add Flatten() or a global pooling before it");
+        return layer_spec_error(spec, err, "Dense needs a flat input: add Flatten() or a global pooling before it");
     if (c->units <= 0)
-        return spec_error(spec, err, "units must be positive");
+        return layer_spec_error(spec, err, "units must be positive");
     spec->out = (struct shape){1, 1, 1, c->units};
     long kdims[2] = {spec->in.c, c->units}, bdims[1] = {c->units};
-    set_param(&spec->params[0], "kernel", 2, kdims);
+    layer_set_param(&spec->params[0], "kernel", 2, kdims);
     if (c->use_bias)
-        set_param(&spec->params[1], "bias", 1, bdims);
+        layer_set_param(&spec->params[1], "bias", 1, bdims);
     spec->n_params = c->use_bias ? 2 : 1;
     return ERR_OK;
 }
@@ -101,40 +55,10 @@ static int dense_to_text(const struct layer_spec *spec, char *buf, size_t size)
 static void dense_init_params(const struct layer_spec *spec, float *w, double (*rnd)(void *), void *state)
 {
     const struct param_info *k = &spec->params[0];
-    layer_glorot_uniform(w, k->size, k->dims[0], k->dims[1], rnd, state);
-    if (spec->n_params > 1) {
-        float *b = w + (spec->params[1].offset - k->offset);
-        memset(b, 0, sizeof(float) * spec->params[1].size);
-    }
+    layer_init_kernel_bias(spec, w, k->dims[0], k->dims[1], rnd, state);
 }
 
 /* ---- runtime ---------------------------------------------------------------------------------------- */
-
-/* Primitives and memories of one Dense for one batch size, all made in create(). Data is logical (N, IC) or
- * (N, IC, 1, 1), as the previous layer made it; weights (OC, IC[, 1, 1]); layouts chosen by oneDNN unless said. */
-struct dense_rt {
-    dnnl_primitive_t fwd;      /* inner_product forward_training with the activation as a post-op */
-    dnnl_primitive_t act_bwd;  /* eltwise backward from the forward dst; NULL for linear (and logits) */
-    dnnl_primitive_t bwd_w;    /* inner_product backward_weights (and bias) */
-    dnnl_primitive_t bwd_d;    /* inner_product backward_data; NULL when no diff_src is wanted */
-    dnnl_memory_t w_slab;      /* (OC, IC[, 1, 1]) io/hwio = Keras (in, units), over l->w (not owned data) */
-    dnnl_memory_t dw_slab;     /* same over l->dw */
-    dnnl_memory_t b_slab;      /* (OC) x over the bias in l->w; NULL without bias */
-    dnnl_memory_t db_slab;     /* same in l->dw */
-    struct dnn_reorder src_fwd; /* l->src_md -> fwd's src layout */
-    struct dnn_reorder w_fwd;   /* slab -> fwd's weights layout, every step (the optimizer moved them) */
-    struct dnn_reorder src_bwd; /* l->src_md -> bwd_w's src layout, when not fwd's (else src_shared) */
-    int src_shared;
-    struct dnn_reorder w_bwd;   /* slab -> bwd_d's weights layout, when not fwd's (else w_shared) */
-    int w_shared;
-    dnnl_memory_t ddst_act;     /* (N, OC) in l->dst_md: diff_dst through the activation's derivative */
-    struct dnn_reorder ddst_w;  /* l->dst_md -> bwd_w's diff_dst layout */
-    struct dnn_reorder ddst_d;  /* l->dst_md -> bwd_d's diff_dst layout */
-    dnnl_memory_t dw_prim;      /* (OC, IC[, 1, 1]) in bwd_w's layout; NULL when that is the slab's */
-    struct dnn_reorder dw_out;  /* dw_prim -> dw_slab (own dst dropped: we reorder into the slab) */
-    dnnl_memory_t dsrc_prim;    /* (N, IC[, 1, 1]) in bwd_d's diff_src layout; NULL when that is l->src_md */
-    struct dnn_reorder dsrc_out; /* dsrc_prim -> l->diff_src (own dst dropped) */
-};
 
 /* oneDNN's shapes of this inner product. The source keeps the rank the previous layer gave it (a global
  * pooling may leave (N, C, 1, 1)); the weights then get as many dims, with 1x1 spatial. */
@@ -166,16 +90,6 @@ static int dense_geom(const struct layer *l, struct dense_geom *g, struct error 
     return ERR_OK;
 }
 
-static const dnnl_memory_desc_t *pd_md(const_dnnl_primitive_desc_t pd, int arg)
-{
-    return dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
-}
-
-static dnnl_status_t md_any(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims)
-{
-    return dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, dnnl_format_tag_any);
-}
-
 /* The activation the layer computes: the model's final softmax is left to the loss (logits here). */
 static enum activation layer_act(const struct layer_spec *spec)
 {
@@ -183,247 +97,41 @@ static enum activation layer_act(const struct layer_spec *spec)
     return a == ACT_SOFTMAX && spec->softmax_in_loss ? ACT_LINEAR : a;
 }
 
-/* The eltwise algorithm that computes the activation's derivative from the forward *output*, so backward
- * needs no copy of the pre-activation. */
-static dnnl_alg_kind_t act_bwd_alg(enum activation act)
-{
-    switch (act) {
-    case ACT_RELU: return dnnl_eltwise_relu_use_dst_for_bwd;
-    case ACT_SIGMOID: return dnnl_eltwise_logistic_use_dst_for_bwd;
-    case ACT_TANH: return dnnl_eltwise_tanh_use_dst_for_bwd;
-    default: return dnnl_alg_kind_undef;
-    }
-}
+/* The three inner products weighted_create makes primitives of; they live in the caller's frame. */
+struct dense_descs {
+    dnnl_inner_product_desc_t fwd, bwd_w, bwd_d;
+};
 
-/* A post-op attribute applying the activation to the inner product's output (*attr NULL when linear). */
-static int act_attr(enum activation act, dnnl_primitive_attr_t *attr, struct error *err)
+/* Describes this Dense to weighted_create: the slab holds the kernel as Keras's (in, units), oneDNN's io (or
+ * hwio with 1x1 spatial); src and weights are left to oneDNN (format_any), dst is (N, OC). */
+static int dense_describe(const struct layer *l, const struct dense_geom *g, int need_diff_src, struct dense_descs *dd,
+                          struct weighted_desc *wd, struct error *err)
 {
-    static const dnnl_alg_kind_t fwd_alg[] = {[ACT_RELU] = dnnl_eltwise_relu, [ACT_SIGMOID] = dnnl_eltwise_logistic,
-                                              [ACT_TANH] = dnnl_eltwise_tanh};
-    dnnl_post_ops_t po = NULL;
-    *attr = NULL;
-    if (act == ACT_LINEAR)
-        return ERR_OK;
-    DNN_CHECK(dnnl_post_ops_create(&po));
-    DNN_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, fwd_alg[act], 0.0f, 0.0f));
-    DNN_CHECK(dnnl_primitive_attr_create(attr));
-    DNN_CHECK(dnnl_primitive_attr_set_post_ops(*attr, po));
-    dnnl_post_ops_destroy(po);
-    return ERR_OK;
-fail:
-    if (po)
-        dnnl_post_ops_destroy(po);
-    if (*attr)
-        dnnl_primitive_attr_destroy(*attr);
-    *attr = NULL;
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* A reorder that writes into memory we do not own (the gradient slab, l->diff_src): its own destination
- * buffer is never used, so it is freed at once. */
-static int reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                             const struct dnn *d, struct error *err)
-{
-    int rc = dnn_reorder_init(r, from, to, d, err);
-    if (rc == ERR_OK && r->dst) {
-        dnnl_memory_destroy(r->dst);
-        r->dst = NULL;
-    }
-    return rc;
-}
-
-/* Memories over the slabs in Keras layout. Their handles are set again every step (set_handles). */
-static int wrap_slabs(struct layer *l, const struct dnn *d, const struct dense_geom *g, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_memory_desc_t wmd, bmd;
-    DNN_CHECK(dnnl_memory_desc_init_by_tag(&wmd, g->ndims, g->wei, dnnl_f32, g->wei_tag));
-    DNN_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 1, g->bias, dnnl_f32, dnnl_x));
-    DNN_CHECK(dnnl_memory_create(&rt->w_slab, &wmd, d->engine, l->w));
-    DNN_CHECK(dnnl_memory_create(&rt->dw_slab, &wmd, d->engine, l->dw));
-    if (l->spec->u.dense.use_bias) {
-        size_t off = l->spec->params[1].offset - l->spec->params[0].offset;
-        DNN_CHECK(dnnl_memory_create(&rt->b_slab, &bmd, d->engine, l->w + off));
-        DNN_CHECK(dnnl_memory_create(&rt->db_slab, &bmd, d->engine, l->dw + off));
-    }
+    const dnnl_memory_desc_t *bias = l->spec->u.dense.use_bias ? &wd->bias_md : NULL;
+    dnnl_memory_desc_t src, wei, dst;
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&src, g->ndims, g->src, dnnl_f32, dnnl_format_tag_any));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&wei, g->ndims, g->wei, dnnl_f32, dnnl_format_tag_any));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&dst, 2, g->dst, dnnl_f32, dnnl_format_tag_any));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&wd->wei_md, g->ndims, g->wei, dnnl_f32, g->wei_tag));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&wd->bias_md, 1, g->bias, dnnl_f32, dnnl_x));
+    DNN_CHECK(dnnl_inner_product_forward_desc_init(&dd->fwd, dnnl_forward_training, &src, &wei, bias, &dst));
+    DNN_CHECK(dnnl_inner_product_backward_weights_desc_init(&dd->bwd_w, &src, &wei, bias, &dst));
+    if (need_diff_src)
+        DNN_CHECK(dnnl_inner_product_backward_data_desc_init(&dd->bwd_d, &src, &wei, &dst));
+    wd->fwd = &dd->fwd;
+    wd->bwd_w = &dd->bwd_w;
+    wd->bwd_d = need_diff_src ? &dd->bwd_d : NULL;
+    wd->act = layer_act(l->spec);
     return ERR_OK;
 fail:
     return err ? err->code : ERR_INTERNAL;
-}
-
-/* The slabs may have been reallocated (a network loading a checkpoint): point the views at l->w, l->dw. */
-static int set_handles(struct layer *l, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    size_t off = l->spec->n_params > 1 ? l->spec->params[1].offset - l->spec->params[0].offset : 0;
-    DNN_CHECK(dnnl_memory_set_data_handle(rt->w_slab, l->w));
-    DNN_CHECK(dnnl_memory_set_data_handle(rt->dw_slab, l->dw));
-    if (rt->b_slab) {
-        DNN_CHECK(dnnl_memory_set_data_handle(rt->b_slab, l->w + off));
-        DNN_CHECK(dnnl_memory_set_data_handle(rt->db_slab, l->dw + off));
-    }
-    return ERR_OK;
-fail:
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* Forward: layouts left to oneDNN; l->dst_md becomes what it chose for dst. */
-static int create_fwd(struct layer *l, const struct dnn *d, const struct dense_geom *g, dnnl_primitive_desc_t *pd,
-                      struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_memory_desc_t src, wei, bias, dst;
-    dnnl_inner_product_desc_t ipd;
-    dnnl_primitive_attr_t attr = NULL;
-    DNN_CHECK(md_any(&src, g->ndims, g->src));
-    DNN_CHECK(md_any(&wei, g->ndims, g->wei));
-    DNN_CHECK(md_any(&dst, 2, g->dst));
-    DNN_CHECK(dnnl_memory_desc_init_by_tag(&bias, 1, g->bias, dnnl_f32, dnnl_x));
-    DNN_CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_training, &src, &wei,
-                                                   rt->b_slab ? &bias : NULL, &dst));
-    if (act_attr(layer_act(l->spec), &attr, err) != ERR_OK)
-        goto fail;
-    DNN_CHECK(dnnl_primitive_desc_create(pd, &ipd, attr, d->engine, NULL));
-    DNN_CHECK(dnnl_primitive_create(&rt->fwd, *pd));
-    l->dst_md = *pd_md(*pd, DNNL_ARG_DST);
-    DNN_CHECK(dnnl_memory_create(&l->dst, &l->dst_md, d->engine, DNNL_MEMORY_ALLOCATE));
-    if (dnn_reorder_init(&rt->src_fwd, &l->src_md, pd_md(*pd, DNNL_ARG_SRC), d, err) != ERR_OK ||
-        dnn_reorder_init(&rt->w_fwd, dnn_md_of(rt->w_slab), pd_md(*pd, DNNL_ARG_WEIGHTS), d, err) != ERR_OK)
-        goto fail;
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    return ERR_OK;
-fail:
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* The activation's derivative, applied to diff_dst in place of a separate eltwise layer. */
-static int create_act_bwd(struct layer *l, const struct dnn *d, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_alg_kind_t alg = act_bwd_alg(layer_act(l->spec));
-    dnnl_eltwise_desc_t fd, bd;
-    dnnl_primitive_desc_t hint = NULL, pd = NULL;
-    if (alg == dnnl_alg_kind_undef)
-        return ERR_OK;
-    /* oneDNN wants a forward descriptor of the same algorithm as a hint for the backward one. */
-    DNN_CHECK(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, &l->dst_md, 0.0f, 0.0f));
-    DNN_CHECK(dnnl_primitive_desc_create(&hint, &fd, NULL, d->engine, NULL));
-    DNN_CHECK(dnnl_eltwise_backward_desc_init(&bd, alg, &l->dst_md, &l->dst_md, 0.0f, 0.0f));
-    DNN_CHECK(dnnl_primitive_desc_create(&pd, &bd, NULL, d->engine, hint));
-    DNN_CHECK(dnnl_primitive_create(&rt->act_bwd, pd));
-    DNN_CHECK(dnnl_memory_create(&rt->ddst_act, &l->dst_md, d->engine, DNNL_MEMORY_ALLOCATE));
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_desc_destroy(hint);
-    return ERR_OK;
-fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (hint)
-        dnnl_primitive_desc_destroy(hint);
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* Weights (and bias) gradient. The bias gradient is written straight into the slab (x layout). */
-static int create_bwd_weights(struct layer *l, const struct dnn *d, const struct dense_geom *g,
-                              const_dnnl_primitive_desc_t fwd_pd, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_memory_desc_t src, dwei, dbias, ddst;
-    dnnl_inner_product_desc_t ipd;
-    dnnl_primitive_desc_t pd = NULL;
-    DNN_CHECK(md_any(&src, g->ndims, g->src));
-    DNN_CHECK(md_any(&dwei, g->ndims, g->wei));
-    DNN_CHECK(md_any(&ddst, 2, g->dst));
-    DNN_CHECK(dnnl_memory_desc_init_by_tag(&dbias, 1, g->bias, dnnl_f32, dnnl_x));
-    DNN_CHECK(dnnl_inner_product_backward_weights_desc_init(&ipd, &src, &dwei, rt->b_slab ? &dbias : NULL, &ddst));
-    DNN_CHECK(dnnl_primitive_desc_create(&pd, &ipd, NULL, d->engine, fwd_pd));
-    DNN_CHECK(dnnl_primitive_create(&rt->bwd_w, pd));
-    rt->src_shared = dnnl_memory_desc_equal(pd_md(pd, DNNL_ARG_SRC), pd_md(fwd_pd, DNNL_ARG_SRC));
-    if (!rt->src_shared && dnn_reorder_init(&rt->src_bwd, &l->src_md, pd_md(pd, DNNL_ARG_SRC), d, err) != ERR_OK)
-        goto fail;
-    if (dnn_reorder_init(&rt->ddst_w, &l->dst_md, pd_md(pd, DNNL_ARG_DIFF_DST), d, err) != ERR_OK ||
-        reorder_into_init(&rt->dw_out, pd_md(pd, DNNL_ARG_DIFF_WEIGHTS), dnn_md_of(rt->dw_slab), d, err) != ERR_OK)
-        goto fail;
-    if (rt->dw_out.prim)
-        DNN_CHECK(dnnl_memory_create(&rt->dw_prim, pd_md(pd, DNNL_ARG_DIFF_WEIGHTS), d->engine, DNNL_MEMORY_ALLOCATE));
-    dnnl_primitive_desc_destroy(pd);
-    return ERR_OK;
-fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* Input gradient, delivered in l->src_md (the previous layer's dst layout) in l->diff_src. */
-static int create_bwd_data(struct layer *l, const struct dnn *d, const struct dense_geom *g,
-                           const_dnnl_primitive_desc_t fwd_pd, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_memory_desc_t dsrc, wei, ddst;
-    dnnl_inner_product_desc_t ipd;
-    dnnl_primitive_desc_t pd = NULL;
-    DNN_CHECK(md_any(&dsrc, g->ndims, g->src));
-    DNN_CHECK(md_any(&wei, g->ndims, g->wei));
-    DNN_CHECK(md_any(&ddst, 2, g->dst));
-    DNN_CHECK(dnnl_inner_product_backward_data_desc_init(&ipd, &dsrc, &wei, &ddst));
-    DNN_CHECK(dnnl_primitive_desc_create(&pd, &ipd, NULL, d->engine, fwd_pd));
-    DNN_CHECK(dnnl_primitive_create(&rt->bwd_d, pd));
-    rt->w_shared = dnnl_memory_desc_equal(pd_md(pd, DNNL_ARG_WEIGHTS), pd_md(fwd_pd, DNNL_ARG_WEIGHTS));
-    if (!rt->w_shared &&
-        dnn_reorder_init(&rt->w_bwd, dnn_md_of(rt->w_slab), pd_md(pd, DNNL_ARG_WEIGHTS), d, err) != ERR_OK)
-        goto fail;
-    if (dnn_reorder_init(&rt->ddst_d, &l->dst_md, pd_md(pd, DNNL_ARG_DIFF_DST), d, err) != ERR_OK ||
-        reorder_into_init(&rt->dsrc_out, pd_md(pd, DNNL_ARG_DIFF_SRC), &l->src_md, d, err) != ERR_OK)
-        goto fail;
-    DNN_CHECK(dnnl_memory_create(&l->diff_src, &l->src_md, d->engine, DNNL_MEMORY_ALLOCATE));
-    if (rt->dsrc_out.prim)
-        DNN_CHECK(dnnl_memory_create(&rt->dsrc_prim, pd_md(pd, DNNL_ARG_DIFF_SRC), d->engine, DNNL_MEMORY_ALLOCATE));
-    dnnl_primitive_desc_destroy(pd);
-    return ERR_OK;
-fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return err ? err->code : ERR_INTERNAL;
-}
-
-static void release_rt(struct dense_rt *rt)
-{
-    dnnl_primitive_t prims[] = {rt->fwd, rt->act_bwd, rt->bwd_w, rt->bwd_d};
-    dnnl_memory_t mems[] = {rt->w_slab, rt->dw_slab, rt->b_slab, rt->db_slab, rt->ddst_act, rt->dw_prim, rt->dsrc_prim};
-    struct dnn_reorder *rs[] = {&rt->src_fwd, &rt->w_fwd, &rt->src_bwd, &rt->w_bwd,
-                                &rt->ddst_w,  &rt->ddst_d, &rt->dw_out, &rt->dsrc_out};
-    for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
-        if (prims[i])
-            dnnl_primitive_destroy(prims[i]);
-    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
-    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
-        dnn_reorder_release(rs[i]);
-}
-
-/* Safe on a layer whose create() failed half way. */
-static void dense_destroy(struct layer *l)
-{
-    if (l->priv) {
-        release_rt(l->priv);
-        free(l->priv);
-    }
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
-    l->priv = NULL;
-    l->dst = l->diff_src = NULL;
 }
 
 static int dense_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
 {
     struct dense_geom g;
-    dnnl_primitive_desc_t fwd_pd = NULL;
+    struct dense_descs dd;
+    struct weighted_desc wd;
     enum activation act = layer_act(l->spec);
     int rc;
     l->dst = l->diff_src = NULL;
@@ -431,102 +139,11 @@ static int dense_create(struct layer *l, const struct dnn *d, int need_diff_src,
     if (act == ACT_SOFTMAX)
         return error_set(err, ERR_INPUT, "%s: a softmax Dense must be the model's last layer (its softmax is "
                          "computed with the loss)", l->spec->name);
-    if (act != ACT_LINEAR && act_bwd_alg(act) == dnnl_alg_kind_undef)
+    if (!weighted_act_fusable(act))
         return error_set(err, ERR_INPUT, "%s: unsupported activation", l->spec->name);
-    if ((rc = dense_geom(l, &g, err)))
+    if ((rc = dense_geom(l, &g, err)) || (rc = dense_describe(l, &g, need_diff_src, &dd, &wd, err)))
         return rc;
-    l->priv = calloc(1, sizeof(struct dense_rt));
-    if (!l->priv)
-        return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
-    if ((rc = wrap_slabs(l, d, &g, err)) || (rc = create_fwd(l, d, &g, &fwd_pd, err)) ||
-        (rc = create_act_bwd(l, d, err)) || (rc = create_bwd_weights(l, d, &g, fwd_pd, err)) ||
-        (need_diff_src && (rc = create_bwd_data(l, d, &g, fwd_pd, err))))
-        goto fail;
-    dnnl_primitive_desc_destroy(fwd_pd);
-    return ERR_OK;
-fail:
-    if (fwd_pd)
-        dnnl_primitive_desc_destroy(fwd_pd);
-    dense_destroy(l);
-    return rc;
-}
-
-/* dst (N, OC) in l->dst_md = act(src (N, IC) in l->src_md x slab weights + bias). */
-static int dense_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    const struct dnn *d = ctx->dnn;
-    if (set_handles(l, err) != ERR_OK)
-        return err ? err->code : ERR_INTERNAL;
-    dnnl_memory_t s = dnn_reorder_run(&rt->src_fwd, src, d, err);
-    dnnl_memory_t w = s ? dnn_reorder_run(&rt->w_fwd, rt->w_slab, d, err) : NULL;
-    if (!w)
-        return err ? err->code : ERR_INTERNAL;
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, l->dst},
-                              {DNNL_ARG_BIAS, rt->b_slab}};
-    return dnn_exec(rt->fwd, d, rt->b_slab ? 4 : 3, args, err);
-}
-
-/* The previous run's output of a reorder, or its input when the reorder is empty. */
-static dnnl_memory_t reordered(const struct dnn_reorder *r, dnnl_memory_t input)
-{
-    return r->prim ? r->dst : input;
-}
-
-/* dW (Keras layout, into l->dw) and db from src and the pre-activation gradient g (l->dst_md). */
-static int backward_weights(struct layer *l, const struct dnn *d, dnnl_memory_t src, dnnl_memory_t g,
-                            struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    /* forward left its reordered src in src_fwd when the layouts match: src is the same memory. */
-    dnnl_memory_t s = rt->src_shared ? reordered(&rt->src_fwd, src) : dnn_reorder_run(&rt->src_bwd, src, d, err);
-    dnnl_memory_t dd = s ? dnn_reorder_run(&rt->ddst_w, g, d, err) : NULL;
-    if (!dd)
-        return err ? err->code : ERR_INTERNAL;
-    dnnl_memory_t dw = rt->dw_prim ? rt->dw_prim : rt->dw_slab;
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, s}, {DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_DIFF_WEIGHTS, dw},
-                              {DNNL_ARG_DIFF_BIAS, rt->db_slab}};
-    int rc = dnn_exec(rt->bwd_w, d, rt->db_slab ? 4 : 3, args, err);
-    if (rc == ERR_OK)
-        rc = dnn_reorder_into(&rt->dw_out, rt->dw_prim, rt->dw_slab, d, err);
-    return rc;
-}
-
-/* l->diff_src (l->src_md) from the pre-activation gradient g and the weights forward used. */
-static int backward_data(struct layer *l, const struct dnn *d, dnnl_memory_t g, struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    dnnl_memory_t w =
-        rt->w_shared ? reordered(&rt->w_fwd, rt->w_slab) : dnn_reorder_run(&rt->w_bwd, rt->w_slab, d, err);
-    dnnl_memory_t dd = w ? dnn_reorder_run(&rt->ddst_d, g, d, err) : NULL;
-    if (!dd)
-        return err ? err->code : ERR_INTERNAL;
-    dnnl_memory_t ds = rt->dsrc_prim ? rt->dsrc_prim : l->diff_src;
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, ds}};
-    int rc = dnn_exec(rt->bwd_d, d, 3, args, err);
-    if (rc == ERR_OK)
-        rc = dnn_reorder_into(&rt->dsrc_out, rt->dsrc_prim, l->diff_src, d, err);
-    return rc;
-}
-
-static int dense_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
-                          struct error *err)
-{
-    struct dense_rt *rt = l->priv;
-    const struct dnn *d = ctx->dnn;
-    dnnl_memory_t g = diff_dst; /* (N, OC) l->dst_md: gradient before the activation */
-    int rc = set_handles(l, err);
-    if (rc == ERR_OK && rt->act_bwd) {
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_DST, l->dst}, {DNNL_ARG_DIFF_DST, diff_dst},
-                                  {DNNL_ARG_DIFF_SRC, rt->ddst_act}};
-        rc = dnn_exec(rt->act_bwd, d, 3, args, err);
-        g = rt->ddst_act;
-    }
-    if (rc == ERR_OK)
-        rc = backward_weights(l, d, src, g, err);
-    if (rc == ERR_OK && rt->bwd_d)
-        rc = backward_data(l, d, g, err);
-    return rc;
+    return weighted_create(l, d, &wd, err);
 }
 
 const struct layer_ops layer_dense = {
@@ -535,9 +152,9 @@ const struct layer_ops layer_dense = {
     .parse = dense_parse,
     .infer = dense_infer,
     .create = dense_create,
-    .forward = dense_forward,
-    .backward = dense_backward,
-    .destroy = dense_destroy,
+    .forward = weighted_forward,
+    .backward = weighted_backward,
+    .destroy = weighted_destroy,
     .init_params = dense_init_params,
     .to_text = dense_to_text,
 };

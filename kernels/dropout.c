@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer.h"
+#include "layer_common.h"
 #include "rng.h"
 
 struct dropout_priv {
@@ -32,21 +32,10 @@ static int dropout_parse(struct layer_spec *spec, struct args *a, struct error *
     return ERR_OK;
 }
 
-static int dropout_infer(struct layer_spec *s, struct error *err)
-{
-    (void)err;
-    s->out = s->in;
-    s->n_params = 0;
-    return ERR_OK;
-}
-
 static void dropout_destroy(struct layer *l)
 {
     struct dropout_priv *p = l->priv;
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
+    layer_release_outputs(l);
     if (p) {
         if (p->to_plain)
             dnnl_primitive_destroy(p->to_plain);
@@ -58,26 +47,6 @@ static void dropout_destroy(struct layer *l)
         free(p);
     }
     l->priv = NULL;
-    l->dst = l->diff_src = NULL;
-}
-
-/* A reorder primitive, or NULL when the layouts are equal. Unlike dnn_reorder_init it allocates no
- * destination: dropout reorders straight into memory it already has. */
-static int reorder_create(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                          const struct dnn *d, struct error *err)
-{
-    dnnl_primitive_desc_t pd = NULL;
-    *prim = NULL;
-    if (dnnl_memory_desc_equal(from, to))
-        return ERR_OK;
-    DNN_CHECK(dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, NULL));
-    DNN_CHECK(dnnl_primitive_create(prim, pd));
-    dnnl_primitive_desc_destroy(pd);
-    return ERR_OK;
-fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return err ? err->code : ERR_INTERNAL;
 }
 
 /* dst is plain channels-last whatever src is: the mask is defined on (h, w, c) element indices, and a
@@ -100,11 +69,11 @@ static int dropout_create(struct layer *l, const struct dnn *d, int need_diff_sr
     if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
                       : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
         dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
-        reorder_create(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
+        layer_reorder_prim(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
         goto fail;
     if (need_diff_src) {
         if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
-            reorder_create(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
+            layer_reorder_prim(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
             (p->from_plain && dnn_mem(&p->dx_plain, &l->dst_md, d, NULL, err) != ERR_OK))
             goto fail;
     }
@@ -193,7 +162,7 @@ const struct layer_ops layer_dropout = {
     .name = "Dropout",
     .keras_prefix = "dropout",
     .parse = dropout_parse,
-    .infer = dropout_infer,
+    .infer = layer_infer_same_shape,
     .create = dropout_create,
     .forward = dropout_forward,
     .backward = dropout_backward,

@@ -1,19 +1,9 @@
 /* flatten.c: Flatten, channels-last as in Keras: (h, w, c) per sample becomes h*w*c features in H, W, C order. */
-#include "layer.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Keras: Flatten(data_format=None); only channels-last exists here, so it takes no argument (any argument
- * is reported by the model reader as unused). */
-static int flatten_parse(struct layer_spec *spec, struct args *a, struct error *err)
-{
-    (void)spec;
-    (void)a;
-    (void)err;
-    return ERR_OK;
-}
+#include "layer_common.h"
 
 static int flatten_infer(struct layer_spec *spec, struct error *err)
 {
@@ -38,18 +28,6 @@ struct flatten_rt {
     struct dnn_reorder fwd;  /* l->src_md -> plain; its own dst dropped (we reorder into l->dst's buffer) */
     struct dnn_reorder bwd;  /* plain -> l->src_md, into l->diff_src; own dst dropped */
 };
-
-/* A reorder that writes into memory we do not own: its own destination buffer is never used. */
-static int reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                             const struct dnn *d, struct error *err)
-{
-    int rc = dnn_reorder_init(r, from, to, d, err);
-    if (rc == ERR_OK && r->dst) {
-        dnnl_memory_destroy(r->dst);
-        r->dst = NULL;
-    }
-    return rc;
-}
 
 /* The plain channels-last descriptor with src's logical dims. */
 static int plain_md(const struct layer *l, dnnl_memory_desc_t *md, struct error *err)
@@ -79,12 +57,8 @@ static void flatten_destroy(struct layer *l)
         dnn_reorder_release(&rt->bwd);
         free(rt);
     }
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
     l->priv = NULL;
-    l->dst = l->diff_src = NULL;
+    layer_release_outputs(l);
 }
 
 static int flatten_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
@@ -101,12 +75,12 @@ static int flatten_create(struct layer *l, const struct dnn *d, int need_diff_sr
     if ((rc = dnn_md_nc(&l->dst_md, l->n, (int)shape_size(&l->spec->in), err)) != ERR_OK ||
         (rc = dnn_mem(&l->dst, &l->dst_md, d, NULL, err)) != ERR_OK ||
         (rc = dnn_mem(&rt->plain, &pmd, d, dnn_ptr(l->dst), err)) != ERR_OK ||
-        (rc = reorder_into_init(&rt->fwd, &l->src_md, &pmd, d, err)) != ERR_OK)
+        (rc = layer_reorder_into_init(&rt->fwd, &l->src_md, &pmd, d, err)) != ERR_OK)
         goto fail;
     if (need_diff_src &&
         ((rc = dnn_mem(&l->diff_src, &l->src_md, d, NULL, err)) != ERR_OK ||
          (rc = dnn_mem(&rt->ddst_view, &pmd, d, dnn_ptr(l->dst) /* replaced per call */, err)) != ERR_OK ||
-         (rc = reorder_into_init(&rt->bwd, &pmd, &l->src_md, d, err)) != ERR_OK))
+         (rc = layer_reorder_into_init(&rt->bwd, &pmd, &l->src_md, d, err)) != ERR_OK))
         goto fail;
     return ERR_OK;
 fail:
@@ -146,7 +120,7 @@ fail:
 const struct layer_ops layer_flatten = {
     .name = "Flatten",
     .keras_prefix = "flatten",
-    .parse = flatten_parse,
+    .parse = layer_parse_nothing, /* Keras's data_format: only channels-last exists here */
     .infer = flatten_infer,
     .create = flatten_create,
     .forward = flatten_forward,

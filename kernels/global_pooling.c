@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer.h"
+#include "layer_common.h"
 #include "pooling.h"
 
 struct gpool_priv {
@@ -19,42 +19,10 @@ struct gpool_priv {
     dnnl_memory_t diff_dst4;    /* (N, C, 1, 1) nchw view of backward's (N, C) diff_dst; handle set per call */
 };
 
-/* A reorder primitive, or NULL when the layouts are equal (nothing to do). */
-static int reorder_create(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                          const struct dnn *d, struct error *err)
-{
-    dnnl_primitive_desc_t pd = NULL;
-    *prim = NULL;
-    if (dnnl_memory_desc_equal(from, to))
-        return ERR_OK;
-    DNN_CHECK(dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, NULL));
-    DNN_CHECK(dnnl_primitive_create(prim, pd));
-    dnnl_primitive_desc_destroy(pd);
-    return ERR_OK;
-fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return err ? err->code : ERR_INTERNAL;
-}
-
-/* Keras's optional arguments (data_format, keepdims) are not supported: any argument is left unused,
- * which the model parser reports. */
-static int gpool_parse(struct layer_spec *spec, struct args *a, struct error *err)
-{
-    (void)spec;
-    (void)a;
-    (void)err;
-    return ERR_OK;
-}
-
 static int gpool_infer(struct layer_spec *s, struct error *err)
 {
-    if (s->in.rank != 3) {
-        if (s->line > 0)
-            return error_set(err, ERR_INPUT, "line %d: %s: needs an (h, w, c) input, not rank %d", s->line,
-                             s->name, s->in.rank);
-        return error_set(err, ERR_INPUT, "%s: needs an (h, w, c) input, not rank %d", s->name, s->in.rank);
-    }
+    if (s->in.rank != 3)
+        return layer_spec_error(s, err, "needs an (h, w, c) input, not rank %d", s->in.rank);
     s->out.rank = 1;
     s->out.h = s->out.w = 1;
     s->out.c = s->in.c;
@@ -66,10 +34,7 @@ static void gpool_destroy(struct layer *l)
 {
     struct gpool_priv *p = l->priv;
     /* l->dst only views dst4's data: destroy order does not matter, neither frees the other's. */
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
+    layer_release_outputs(l);
     if (p) {
         pool_prims_release(&p->prims);
         if (p->to_nchw)
@@ -85,7 +50,6 @@ static void gpool_destroy(struct layer *l)
         free(p);
     }
     l->priv = NULL;
-    l->dst = l->diff_src = NULL;
 }
 
 /* The layer's dst is plain nchw (N, C, 1, 1), byte for byte the (N, C) nc matrix Dense and the loss
@@ -111,13 +75,13 @@ static int gpool_create(struct layer *l, const struct dnn *d, int need_diff_src,
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&any, 4, dims4, dnnl_f32, dnnl_format_tag_any));
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&md4, 4, dims4, dnnl_f32, dnnl_nchw));
     if (pool_prims_create(&p->prims, &g, &l->src_md, &any, &pooled_md, need_diff_src, d, err) != ERR_OK ||
-        reorder_create(&p->to_nchw, &pooled_md, &md4, d, err) != ERR_OK ||
+        layer_reorder_prim(&p->to_nchw, &pooled_md, &md4, d, err) != ERR_OK ||
         (p->to_nchw && dnn_mem(&p->pooled, &pooled_md, d, NULL, err) != ERR_OK) ||
         dnn_md_nc(&l->dst_md, l->n, in->c, err) != ERR_OK || dnn_mem(&p->dst4, &md4, d, NULL, err) != ERR_OK ||
         dnn_mem(&l->dst, &l->dst_md, d, dnn_ptr(p->dst4), err) != ERR_OK)
         goto fail;
     if (need_diff_src && (dnn_mem(&p->diff_dst4, &md4, d, dnn_ptr(p->dst4), err) != ERR_OK ||
-                          (p->to_nchw && reorder_create(&p->from_nchw, &md4, &pooled_md, d, err) != ERR_OK) ||
+                          (p->to_nchw && layer_reorder_prim(&p->from_nchw, &md4, &pooled_md, d, err) != ERR_OK) ||
                           dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK))
         goto fail;
     return ERR_OK;
@@ -174,7 +138,7 @@ static int gpool_to_text(const struct layer_spec *s, char *buf, size_t size)
 const struct layer_ops layer_global_average_pooling2d = {
     .name = "GlobalAveragePooling2D",
     .keras_prefix = "global_average_pooling2d",
-    .parse = gpool_parse,
+    .parse = layer_parse_nothing, /* Keras's data_format and keepdims are not supported */
     .infer = gpool_infer,
     .create = gavg_create,
     .forward = gpool_forward,
@@ -187,7 +151,7 @@ const struct layer_ops layer_global_average_pooling2d = {
 const struct layer_ops layer_global_max_pooling2d = {
     .name = "GlobalMaxPooling2D",
     .keras_prefix = "global_max_pooling2d",
-    .parse = gpool_parse,
+    .parse = layer_parse_nothing, /* Keras's data_format and keepdims are not supported */
     .infer = gpool_infer,
     .create = gmax_create,
     .forward = gpool_forward,

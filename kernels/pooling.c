@@ -3,12 +3,11 @@
 #include "pooling.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer.h"
+#include "layer_common.h"
 
 /* ---- the primitive pair (pooling.h) ---- */
 
@@ -80,38 +79,11 @@ void pool_prims_release(struct pool_prims *p)
 
 static const char *const paddings[] = {"valid", "same", NULL};
 
-/* ERR_INPUT "line L: NAME: what" about a layer of the model (no line when it did not come from text). */
-static int spec_error(const struct layer_spec *s, struct error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int spec_error(const struct layer_spec *s, struct error *err, const char *fmt, ...)
-{
-    char what[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    if (s->line > 0)
-        return error_set(err, ERR_INPUT, "line %d: %s: %s", s->line, s->name, what);
-    return error_set(err, ERR_INPUT, "%s: %s", s->name, what);
-}
-
-/* The argument the accessors read for (key, pos), for pointing at its column in a value error. */
-static const struct arg *arg_at(const struct args *a, const char *key, int pos)
-{
-    int npos = 0;
-    for (int i = 0; i < a->n; i++) {
-        const struct arg *x = &a->a[i];
-        if (x->key[0] ? strcmp(x->key, key) == 0 : npos++ == pos)
-            return x;
-    }
-    return NULL;
-}
-
 static int check_positive(struct args *a, const char *key, int pos, const long v[2], struct error *err)
 {
     if (v[0] >= 1 && v[1] >= 1 && v[0] <= INT_MAX && v[1] <= INT_MAX)
         return ERR_OK;
-    return args_error(a, arg_at(a, key, pos), err, "'%s' must be positive, not (%ld, %ld)", key, v[0], v[1]);
+    return args_error(a, layer_find_arg(a, key, pos), err, "'%s' must be positive, not (%ld, %ld)", key, v[0], v[1]);
 }
 
 /* Keras: (pool_size=(2, 2), strides=None, padding='valid'); strides None means strides = pool_size. */
@@ -144,9 +116,9 @@ static int pool_infer(struct layer_spec *s, struct error *err)
 {
     const struct pool_cfg *c = &s->u.pool;
     if (s->in.rank != 3)
-        return spec_error(s, err, "needs an (h, w, c) input, not rank %d", s->in.rank);
+        return layer_spec_error(s, err, "needs an (h, w, c) input, not rank %d", s->in.rank);
     if (!c->same && (c->ph > s->in.h || c->pw > s->in.w))
-        return spec_error(s, err, "pool %dx%d is larger than its %dx%d input", c->ph, c->pw, s->in.h, s->in.w);
+        return layer_spec_error(s, err, "pool %dx%d is larger than its %dx%d input", c->ph, c->pw, s->in.h, s->in.w);
     s->out.rank = 3;
     s->out.h = layer_out_size(s->in.h, c->ph, c->sh, c->same);
     s->out.w = layer_out_size(s->in.w, c->pw, c->sw, c->same);
@@ -162,12 +134,8 @@ static void pool_destroy(struct layer *l)
         pool_prims_release(p);
         free(p);
     }
-    if (l->dst)
-        dnnl_memory_destroy(l->dst);
-    if (l->diff_src)
-        dnnl_memory_destroy(l->diff_src);
     l->priv = NULL;
-    l->dst = l->diff_src = NULL;
+    layer_release_outputs(l);
 }
 
 /* The window of spec->u.pool; Keras 'same' puts the odd padding row/column at the bottom/right. */

@@ -5,21 +5,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "rng.h"
-
-#define OK(call)                                                                                    \
-    do {                                                                                            \
-        struct error e_ = {0};                                                                      \
-        struct error *err = &e_;                                                                    \
-        int rc_ = (call);                                                                           \
-        if (rc_ != ERR_OK)                                                                          \
-            fail_msg("%s failed: %s", #call, err->msg);                                             \
-    } while (0)
 
 void lc_fill(float *x, size_t n, double lo, double hi, uint64_t seed)
 {
@@ -40,6 +32,28 @@ double lc_max_rel_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
+float *lc_floats(size_t n)
+{
+    float *p = malloc(sizeof(float) * (n + 1));
+    assert_non_null(p);
+    return p;
+}
+
+double lc_ref_act(enum activation a, double v)
+{
+    switch (a) {
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    case ACT_TANH: return tanh(v);
+    default: return v;
+    }
+}
+
+int lc_is_blocked(const dnnl_memory_desc_t *md)
+{
+    return md->format_kind == dnnl_blocked && md->format_desc.blocking.inner_nblks > 0;
+}
+
 static void plain_md(dnnl_memory_desc_t *md, int n, const struct shape *s)
 {
     struct error e = {0};
@@ -56,7 +70,7 @@ void lc_setup(struct lc *t, const struct layer_spec *spec, int n, uint64_t seed)
     t->n = n;
     t->seed = seed;
     t->step = 3;
-    OK(dnn_init(&t->dnn, err));
+    LC_OK(dnn_init(&t->dnn, err));
     if (t->spec.ops->infer(&t->spec, &e) != ERR_OK)
         fail_msg("infer: %s", e.msg);
     for (int i = 0; i < t->spec.n_params; i++) {
@@ -80,7 +94,7 @@ void lc_setup(struct lc *t, const struct layer_spec *spec, int n, uint64_t seed)
     t->l.dw = t->dw;
     if (t->spec.ops->create(&t->l, &t->dnn, 1, &e) != ERR_OK)
         fail_msg("create: %s", e.msg);
-    OK(dnn_mem(&t->src, &t->in_plain, &t->dnn, t->w /* any non-NULL handle; replaced per call */, err));
+    LC_OK(dnn_mem(&t->src, &t->in_plain, &t->dnn, t->w /* any non-NULL handle; replaced per call */, err));
 }
 
 void lc_teardown(struct lc *t)
@@ -196,4 +210,128 @@ void lc_gradcheck(struct lc *t, int training, double tol, int max_points)
     free(y);
     free(dx);
     free(dw);
+}
+
+void lc_check_gradient(const struct layer_spec *spec, int n, uint64_t seed, double tol, int max_points)
+{
+    struct lc t;
+    lc_setup(&t, spec, n, seed);
+    lc_gradcheck(&t, 1, tol, max_points);
+    lc_teardown(&t);
+}
+
+/* ---- other input layouts ---- */
+
+void lc_run_in_layout(struct lc *t, dnnl_format_tag_t tag, const float *x, const float *dy, float *y, float *dx,
+                      dnnl_memory_desc_t *dst_md)
+{
+    struct error e = {0};
+    struct layer l;
+    dnnl_memory_desc_t md;
+    dnnl_memory_t src = NULL, ddst = NULL;
+    dnnl_dims_t dims = {t->n, t->spec.in.c, t->spec.in.h, t->spec.in.w};
+    assert_int_equal(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tag), dnnl_success);
+    memset(&l, 0, sizeof l);
+    l.spec = &t->spec;
+    l.n = t->n;
+    l.src_md = md;
+    l.w = t->w;
+    l.dw = t->dw;
+    if (t->spec.ops->create(&l, &t->dnn, 1, &e) != ERR_OK)
+        fail_msg("create: %s", e.msg);
+    if (dst_md)
+        *dst_md = l.dst_md;
+    assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &md));
+    struct step_ctx c = ctx_of(t, 1);
+    assert_int_equal(dnn_mem(&src, &md, &t->dnn, NULL, &e), ERR_OK);
+    assert_int_equal(dnn_write_plain(src, &t->in_plain, x, &t->dnn, &e), ERR_OK);
+    assert_int_equal(t->spec.ops->forward(&l, &c, src, &e), ERR_OK);
+    assert_int_equal(dnn_read_plain(l.dst, &t->out_plain, y, &t->dnn, &e), ERR_OK);
+    assert_int_equal(dnn_mem(&ddst, &l.dst_md, &t->dnn, NULL, &e), ERR_OK);
+    assert_int_equal(dnn_write_plain(ddst, &t->out_plain, dy, &t->dnn, &e), ERR_OK);
+    assert_int_equal(t->spec.ops->backward(&l, &c, src, ddst, &e), ERR_OK);
+    assert_int_equal(dnn_read_plain(l.diff_src, &t->in_plain, dx, &t->dnn, &e), ERR_OK);
+    t->spec.ops->destroy(&l);
+    dnnl_memory_destroy(src);
+    dnnl_memory_destroy(ddst);
+}
+
+/* Bit for bit with tol 0: a layer that only moves or masks values must not change one. */
+static void assert_close(const float *a, const float *b, size_t n, double tol)
+{
+    if (tol == 0)
+        assert_memory_equal(a, b, sizeof(float) * n);
+    else
+        assert_true(lc_max_rel_diff(a, b, n) <= tol);
+}
+
+void lc_check_layout(struct lc *t, dnnl_format_tag_t tag, double x_range, uint64_t seed, double tol,
+                     dnnl_memory_desc_t *dst_md)
+{
+    float *x = lc_floats(t->in_size), *dy = lc_floats(t->out_size);
+    float *y = lc_floats(t->out_size), *dx = lc_floats(t->in_size);
+    float *yb = lc_floats(t->out_size), *dxb = lc_floats(t->in_size);
+    lc_fill(x, t->in_size, -x_range, x_range, seed);
+    lc_fill(dy, t->out_size, -1.0, 1.0, seed + 1);
+    lc_backward(t, x, dy, dx, 1);
+    lc_forward(t, x, y, 1);
+    lc_run_in_layout(t, tag, x, dy, yb, dxb, dst_md);
+    assert_close(yb, y, t->out_size, tol);
+    assert_close(dxb, dx, t->in_size, tol);
+    free(x);
+    free(dy);
+    free(y);
+    free(dx);
+    free(yb);
+    free(dxb);
+}
+
+/* ---- calls for the parsers ---- */
+
+void lc_args_init(struct args *a, const char *layer, int line)
+{
+    memset(a, 0, sizeof *a);
+    a->file = "m.txt";
+    a->line = line;
+    a->col = 1;
+    snprintf(a->layer, sizeof a->layer, "%s", layer);
+}
+
+struct arg *lc_arg(struct args *a, const char *key, enum arg_type type, int col)
+{
+    assert_true(a->n < ARGS_MAX);
+    struct arg *x = &a->a[a->n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
+    x->col = col;
+    x->type = type;
+    return x;
+}
+
+void lc_arg_int(struct args *a, const char *key, long v, int col)
+{
+    lc_arg(a, key, ARG_INT, col)->num = (double)v;
+}
+
+void lc_arg_str(struct args *a, const char *key, const char *v, int col)
+{
+    struct arg *x = lc_arg(a, key, ARG_STRING, col);
+    snprintf(x->str, sizeof x->str, "%s", v);
+}
+
+void lc_arg_tuple(struct args *a, const char *key, int n, const long *v, int col)
+{
+    struct arg *x = lc_arg(a, key, ARG_TUPLE, col);
+    x->n_tuple = n;
+    for (int i = 0; i < n; i++)
+        x->tuple[i] = v[i];
+}
+
+int lc_parse(const struct layer_ops *ops, struct args *a, struct layer_spec *s, struct error *e)
+{
+    memset(s, 0, sizeof *s);
+    s->ops = ops;
+    memset(e, 0, sizeof *e);
+    int rc = ops->parse(s, a, e);
+    return rc != ERR_OK ? rc : args_check_unused(a, e);
 }

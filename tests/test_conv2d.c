@@ -49,16 +49,6 @@ static void ref_geometry(int in, int k, int s, int same, int *out, int *before)
     *before = total > 0 ? total / 2 : 0;
 }
 
-static double ref_act(enum activation a, double v)
-{
-    switch (a) {
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
-    case ACT_TANH: return tanh(v);
-    default: return v;
-    }
-}
-
 /* y (n, oh, ow, f) = act(conv(x (n, h, w, c), kern (kh, kw, c, f)) + bias (f)), all NHWC / Keras layouts,
  * zeros outside the input, accumulated in double. */
 static void naive_conv(const struct conv_case *k, int n, const float *x, const float *kern, const float *bias,
@@ -81,7 +71,7 @@ static void naive_conv(const struct conv_case *k, int n, const float *x, const f
                                 acc += (double)x[((size_t)(b * k->h + yi) * k->w + xj) * k->c + ch] *
                                        kern[((size_t)(di * k->kw + dj) * k->c + ch) * k->filters + f];
                         }
-                    y[((size_t)(b * oh + i) * ow + j) * k->filters + f] = (float)ref_act(k->act, acc);
+                    y[((size_t)(b * oh + i) * ow + j) * k->filters + f] = (float)lc_ref_act(k->act, acc);
                 }
 }
 
@@ -148,10 +138,7 @@ static void test_forward_matches_naive(void **state)
 static void check_gradient(const struct conv_case *k)
 {
     struct layer_spec s = conv_spec(k);
-    struct lc t;
-    lc_setup(&t, &s, 2, 21);
-    lc_gradcheck(&t, 1, 2e-2, 400);
-    lc_teardown(&t);
+    lc_check_gradient(&s, 2, 21, 2e-2, 400);
 }
 
 static void test_backward_linear_valid(void **state)
@@ -211,19 +198,6 @@ static void test_backward_overwrites(void **state)
 
 /* ---- blocked inputs: how the network chains layers ----------------------------------------------------- */
 
-#define OK(call)                                                                                    \
-    do {                                                                                            \
-        struct error e_ = {0};                                                                      \
-        struct error *err = &e_;                                                                    \
-        if ((call) != ERR_OK)                                                                       \
-            fail_msg("%s failed: %s", #call, err->msg);                                             \
-    } while (0)
-
-static int is_blocked(const dnnl_memory_desc_t *md)
-{
-    return md->format_kind == dnnl_blocked && md->format_desc.blocking.inner_nblks > 0;
-}
-
 /* A Conv2D layer made by hand, for a given source layout, with weights U(-0.5, 0.5). */
 struct manual {
     struct layer_spec spec;
@@ -266,8 +240,8 @@ static void manual_destroy(struct manual *m)
 static void read_nhwc(dnnl_memory_t mem, int n, int h, int w, int c, float *out, const struct dnn *d)
 {
     dnnl_memory_desc_t md;
-    OK(dnn_md_nhwc(&md, n, h, w, c, err));
-    OK(dnn_read_plain(mem, &md, out, d, err));
+    LC_OK(dnn_md_nhwc(&md, n, h, w, c, err));
+    LC_OK(dnn_read_plain(mem, &md, out, d, err));
 }
 
 /* Runs `b` forward and backward on src (its layout b->l.src_md), and compares with a plain-input copy of the
@@ -288,7 +262,7 @@ static void compare_with_plain(struct manual *b, const struct conv_case *kb, dnn
     dnnl_memory_t ddst;
 
     /* forward: the naive reference on the plain content */
-    OK(b->spec.ops->forward(&b->l, &ctx, src, err));
+    LC_OK(b->spec.ops->forward(&b->l, &ctx, src, err));
     read_nhwc(b->l.dst, n, b->spec.out.h, b->spec.out.w, b->spec.out.c, y, d);
     naive_conv(kb, n, x_plain, b->w, kb->use_bias ? b->w + b->spec.params[1].offset : NULL, r);
     assert_true(lc_max_rel_diff(y, r, p.out_size) <= 1e-4);
@@ -296,9 +270,9 @@ static void compare_with_plain(struct manual *b, const struct conv_case *kb, dnn
     /* backward: same gradients as the plain-layout layer */
     lc_fill(dy, p.out_size, -1, 1, 9);
     lc_backward(&p, x_plain, dy, dx_ref, 1);
-    OK(dnn_mem(&ddst, &b->l.dst_md, d, NULL, err));
-    OK(dnn_write_plain(ddst, &p.out_plain, dy, d, err));
-    OK(b->spec.ops->backward(&b->l, &ctx, src, ddst, err));
+    LC_OK(dnn_mem(&ddst, &b->l.dst_md, d, NULL, err));
+    LC_OK(dnn_write_plain(ddst, &p.out_plain, dy, d, err));
+    LC_OK(b->spec.ops->backward(&b->l, &ctx, src, ddst, err));
     read_nhwc(b->l.diff_src, n, b->spec.in.h, b->spec.in.w, b->spec.in.c, dx, d);
     assert_true(lc_max_rel_diff(dx, dx_ref, p.in_size) <= 1e-4);
     assert_true(lc_max_rel_diff(b->dw, p.dw, b->n_w) <= 1e-4);
@@ -323,7 +297,7 @@ static void test_chain_through_blocked_layout(void **state)
     struct lc a;
     struct manual b;
     lc_setup(&a, &sa, n, 31);
-    if (!is_blocked(&a.l.dst_md)) {
+    if (!lc_is_blocked(&a.l.dst_md)) {
         lc_teardown(&a);
         skip(); /* this CPU's oneDNN keeps plain layouts; test_explicit_blocked_input still covers them */
     }
@@ -355,14 +329,14 @@ static void test_explicit_blocked_input(void **state)
     dnnl_memory_desc_t bmd, pmd;
     dnnl_memory_t src;
     dnnl_dims_t dims = {n, k.c, k.h, k.w};
-    OK(dnn_init(&d, err));
+    LC_OK(dnn_init(&d, err));
     assert_int_equal(dnnl_memory_desc_init_by_tag(&bmd, 4, dims, dnnl_f32, dnnl_nChw16c), dnnl_success);
-    assert_true(is_blocked(&bmd));
-    OK(dnn_md_nhwc(&pmd, n, k.h, k.w, k.c, err));
+    assert_true(lc_is_blocked(&bmd));
+    LC_OK(dnn_md_nhwc(&pmd, n, k.h, k.w, k.c, err));
     float *x = malloc(sizeof(float) * n * k.h * k.w * k.c);
     lc_fill(x, (size_t)n * k.h * k.w * k.c, -1, 1, 41);
-    OK(dnn_mem(&src, &bmd, &d, NULL, err));
-    OK(dnn_write_plain(src, &pmd, x, &d, err));
+    LC_OK(dnn_mem(&src, &bmd, &d, NULL, err));
+    LC_OK(dnn_write_plain(src, &pmd, x, &d, err));
     manual_create(&m, &s, n, &bmd, &d, 42);
     assert_true(dnnl_memory_desc_equal(dnn_md_of(m.l.diff_src), &bmd));
     compare_with_plain(&m, &k, src, x, &d);
@@ -374,64 +348,20 @@ static void test_explicit_blocked_input(void **state)
 
 /* ---- parsing, shapes, init ----------------------------------------------------------------------------- */
 
-static struct args call_of(const char *layer)
-{
-    struct args a;
-    memset(&a, 0, sizeof a);
-    a.file = "m.txt";
-    a.line = 4;
-    a.col = 1;
-    snprintf(a.layer, sizeof a.layer, "%s", layer);
-    return a;
-}
-
-static struct arg *push(struct args *a, const char *key, enum arg_type type)
-{
-    struct arg *x = &a->a[a->n++];
-    memset(x, 0, sizeof *x);
-    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
-    x->col = 8 + 6 * a->n;
-    x->type = type;
-    return x;
-}
-
-static void push_int(struct args *a, const char *key, long v) { push(a, key, ARG_INT)->num = (double)v; }
-static void push_str(struct args *a, const char *key, const char *v)
-{
-    snprintf(push(a, key, ARG_STRING)->str, sizeof a->a[0].str, "%s", v);
-}
-static void push_bool(struct args *a, const char *key, int v) { push(a, key, ARG_BOOL)->num = v; }
-static void push_tuple(struct args *a, const char *key, int n, const long *v)
-{
-    struct arg *x = push(a, key, ARG_TUPLE);
-    x->n_tuple = n;
-    for (int i = 0; i < n; i++)
-        x->tuple[i] = v[i];
-}
-
-/* Parses a into a fresh spec; returns the status, the message in *e. */
-static int parse(const struct layer_ops *ops, struct args *a, struct layer_spec *s, struct error *e)
-{
-    memset(s, 0, sizeof *s);
-    s->ops = ops;
-    memset(e, 0, sizeof *e);
-    int rc = ops->parse(s, a, e);
-    return rc ? rc : args_check_unused(a, e);
-}
-
 static void test_parse_positional_and_keywords(void **state)
 {
     (void)state;
-    struct args a = call_of("Conv2D");
+    struct args a;
     struct layer_spec s;
     struct error e;
-    push_int(&a, NULL, 16);
-    push_tuple(&a, NULL, 2, (long[]){2, 3});
-    push_int(&a, NULL, 2);
-    push_str(&a, NULL, "same");
-    push_str(&a, "activation", "relu");
-    push_bool(&a, "use_bias", 0);
-    assert_int_equal(parse(&layer_conv2d, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 16, 14);
+    lc_arg_tuple(&a, NULL, 2, (long[]){2, 3}, 20);
+    lc_arg_int(&a, NULL, 2, 26);
+    lc_arg_str(&a, NULL, "same", 32);
+    lc_arg_str(&a, "activation", "relu", 38);
+    lc_arg(&a, "use_bias", ARG_BOOL, 44)->num = 0;
+    assert_int_equal(lc_parse(&layer_conv2d, &a, &s, &e), ERR_OK);
     const struct conv_cfg *c = &s.u.conv;
     assert_int_equal(c->filters, 16);
     assert_int_equal(c->kh, 2);
@@ -446,13 +376,14 @@ static void test_parse_positional_and_keywords(void **state)
 static void test_parse_defaults(void **state)
 {
     (void)state;
-    struct args a = call_of("Conv2D");
+    struct args a;
     struct layer_spec s;
     struct error e;
-    push_int(&a, "kernel_size", 3);
-    push_int(&a, "filters", 8);
-    push(&a, "activation", ARG_NONE);
-    assert_int_equal(parse(&layer_conv2d, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, "kernel_size", 3, 14);
+    lc_arg_int(&a, "filters", 8, 20);
+    lc_arg(&a, "activation", ARG_NONE, 26);
+    assert_int_equal(lc_parse(&layer_conv2d, &a, &s, &e), ERR_OK);
     const struct conv_cfg *c = &s.u.conv;
     assert_int_equal(c->filters, 8);
     assert_int_equal(c->kh, 3);
@@ -465,11 +396,12 @@ static void test_parse_defaults(void **state)
     const char *names[] = {"linear", "sigmoid", "tanh"};
     const enum activation acts[] = {ACT_LINEAR, ACT_SIGMOID, ACT_TANH};
     for (int i = 0; i < 3; i++) {
-        struct args b = call_of("Conv2D");
-        push_int(&b, NULL, 4);
-        push_int(&b, NULL, 2);
-        push_str(&b, "activation", names[i]);
-        assert_int_equal(parse(&layer_conv2d, &b, &s, &e), ERR_OK);
+        struct args b;
+        lc_args_init(&b, "Conv2D", 4);
+        lc_arg_int(&b, NULL, 4, 14);
+        lc_arg_int(&b, NULL, 2, 20);
+        lc_arg_str(&b, "activation", names[i], 26);
+        assert_int_equal(lc_parse(&layer_conv2d, &b, &s, &e), ERR_OK);
         assert_int_equal(s.u.conv.act, acts[i]);
     }
 }
@@ -478,7 +410,7 @@ static void expect_parse_error(struct args *a, const char *needle)
 {
     struct layer_spec s;
     struct error e;
-    assert_int_equal(parse(&layer_conv2d, a, &s, &e), ERR_INPUT);
+    assert_int_equal(lc_parse(&layer_conv2d, a, &s, &e), ERR_INPUT);
     if (!strstr(e.msg, needle) || !strstr(e.msg, "m.txt:4:"))
         fail_msg("message '%s' lacks '%s' or the position", e.msg, needle);
 }
@@ -486,48 +418,49 @@ static void expect_parse_error(struct args *a, const char *needle)
 static void test_parse_errors(void **state)
 {
     (void)state;
-    struct args a = call_of("Conv2D");
-    push_int(&a, NULL, 0);
-    push_int(&a, NULL, 3);
+    struct args a;
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 0, 14);
+    lc_arg_int(&a, NULL, 3, 20);
     expect_parse_error(&a, "'filters' must be between 1");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_int(&a, NULL, 3);
-    push_str(&a, "activation", "gelu");
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_int(&a, NULL, 3, 20);
+    lc_arg_str(&a, "activation", "gelu", 26);
     expect_parse_error(&a, "unknown value 'gelu'");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_int(&a, NULL, 3);
-    push_str(&a, "activation", "softmax");
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_int(&a, NULL, 3, 20);
+    lc_arg_str(&a, "activation", "softmax", 26);
     expect_parse_error(&a, "softmax is only supported on the last Dense layer or as a final Activation");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_tuple(&a, NULL, 2, (long[]){3, 0});
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_tuple(&a, NULL, 2, (long[]){3, 0}, 20);
     expect_parse_error(&a, "'kernel_size'");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_int(&a, NULL, 3);
-    push_int(&a, "strides", -1);
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_int(&a, NULL, 3, 20);
+    lc_arg_int(&a, "strides", -1, 26);
     expect_parse_error(&a, "'strides'");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_int(&a, NULL, 3);
-    push_str(&a, "padding", "causal");
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_int(&a, NULL, 3, 20);
+    lc_arg_str(&a, "padding", "causal", 26);
     expect_parse_error(&a, "'causal'");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
     expect_parse_error(&a, "kernel_size");
 
-    a = call_of("Conv2D");
-    push_int(&a, NULL, 4);
-    push_int(&a, NULL, 3);
-    push_str(&a, "data_format", "channels_first");
+    lc_args_init(&a, "Conv2D", 4);
+    lc_arg_int(&a, NULL, 4, 14);
+    lc_arg_int(&a, NULL, 3, 20);
+    lc_arg_str(&a, "data_format", "channels_first", 26);
     expect_parse_error(&a, "unknown argument 'data_format'");
 }
 
@@ -629,12 +562,13 @@ static void test_glorot_init(void **state)
 static void test_input(void **state)
 {
     (void)state;
-    struct args a = call_of("Input");
+    struct args a;
     struct layer_spec s;
     struct error e;
     char buf[64];
-    push_tuple(&a, "shape", 3, (long[]){28, 28, 1});
-    assert_int_equal(parse(&layer_input, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Input", 4);
+    lc_arg_tuple(&a, "shape", 3, (long[]){28, 28, 1}, 14);
+    assert_int_equal(lc_parse(&layer_input, &a, &s, &e), ERR_OK);
     assert_int_equal(layer_input.infer(&s, &e), ERR_OK);
     assert_int_equal(s.out.rank, 3);
     assert_int_equal(s.out.h, 28);
@@ -645,23 +579,23 @@ static void test_input(void **state)
     assert_string_equal(buf, "Input(shape=(28, 28, 1))");
     assert_null(layer_input.create);
 
-    a = call_of("Input");
-    push_tuple(&a, NULL, 3, (long[]){32, 30, 3});
-    assert_int_equal(parse(&layer_input, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Input", 4);
+    lc_arg_tuple(&a, NULL, 3, (long[]){32, 30, 3}, 14);
+    assert_int_equal(lc_parse(&layer_input, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.input.w, 30);
 
-    a = call_of("Input");
-    push_tuple(&a, "shape", 2, (long[]){28, 28});
-    assert_int_equal(parse(&layer_input, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Input", 4);
+    lc_arg_tuple(&a, "shape", 2, (long[]){28, 28}, 14);
+    assert_int_equal(lc_parse(&layer_input, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:4:"));
 
-    a = call_of("Input");
-    push_tuple(&a, "shape", 3, (long[]){28, 0, 1});
-    assert_int_equal(parse(&layer_input, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Input", 4);
+    lc_arg_tuple(&a, "shape", 3, (long[]){28, 0, 1}, 14);
+    assert_int_equal(lc_parse(&layer_input, &a, &s, &e), ERR_INPUT);
 
-    a = call_of("Input");
-    push_tuple(&a, "batch_shape", 4, (long[]){1, 28, 28, 1});
-    assert_int_equal(parse(&layer_input, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Input", 4);
+    lc_arg_tuple(&a, "batch_shape", 4, (long[]){1, 28, 28, 1}, 14);
+    assert_int_equal(lc_parse(&layer_input, &a, &s, &e), ERR_INPUT);
 }
 
 int main(void)

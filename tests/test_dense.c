@@ -14,14 +14,6 @@
 #include "layer_check.h"
 #include "rng.h"
 
-#define OK(call)                                                                                    \
-    do {                                                                                            \
-        struct error e_ = {0};                                                                      \
-        struct error *err = &e_;                                                                    \
-        if ((call) != ERR_OK)                                                                       \
-            fail_msg("%s failed: %s", #call, err->msg);                                             \
-    } while (0)
-
 static struct layer_spec dense_spec(int in, int units, int use_bias, enum activation act)
 {
     struct layer_spec s;
@@ -35,16 +27,6 @@ static struct layer_spec dense_spec(int in, int units, int use_bias, enum activa
     return s;
 }
 
-static double ref_act(enum activation a, double v)
-{
-    switch (a) {
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
-    case ACT_TANH: return tanh(v);
-    default: return v;
-    }
-}
-
 /* y (n, units) = act(x (n, in) . kern (in, units) + bias (units)), Keras layouts, accumulated in double. */
 static void naive_dense(int n, int in, int units, enum activation act, const float *x, const float *kern,
                         const float *bias, float *y)
@@ -54,7 +36,7 @@ static void naive_dense(int n, int in, int units, enum activation act, const flo
             double acc = bias ? bias[u] : 0.0;
             for (int i = 0; i < in; i++)
                 acc += (double)x[(size_t)b * in + i] * kern[(size_t)i * units + u];
-            y[(size_t)b * units + u] = (float)ref_act(act, acc);
+            y[(size_t)b * units + u] = (float)lc_ref_act(act, acc);
         }
 }
 
@@ -94,10 +76,7 @@ static void test_dense_forward(void **state)
 static void check_dense_gradient(int in, int units, int use_bias, enum activation act)
 {
     struct layer_spec s = dense_spec(in, units, use_bias, act);
-    struct lc t;
-    lc_setup(&t, &s, 3, 8);
-    lc_gradcheck(&t, 1, 2e-2, 400);
-    lc_teardown(&t);
+    lc_check_gradient(&s, 3, 8, 2e-2, 400);
 }
 
 static void test_dense_backward(void **state)
@@ -147,13 +126,13 @@ static void test_softmax_without_loss_is_refused(void **state)
     float w[64] = {0}, dw[64] = {0};
     assert_int_equal(layer_dense.infer(&s, &e), ERR_OK);
     s.params[1].offset = s.params[0].size;
-    OK(dnn_init(&d, err));
+    LC_OK(dnn_init(&d, err));
     memset(&l, 0, sizeof l);
     l.spec = &s;
     l.n = 2;
     l.w = w;
     l.dw = dw;
-    OK(dnn_md_nc(&l.src_md, 2, 6, err));
+    LC_OK(dnn_md_nc(&l.src_md, 2, 6, err));
     assert_int_not_equal(layer_dense.create(&l, &d, 1, &e), ERR_OK);
     assert_non_null(strstr(e.msg, "dense_1"));
     assert_null(l.dst);
@@ -178,11 +157,11 @@ static void test_dense_on_4d_source(void **state)
     s.params[1].offset = s.params[0].size;
     lc_fill(w, sizeof w / sizeof w[0], -0.5, 0.5, 1);
     lc_fill(x, sizeof x / sizeof x[0], -1, 1, 2);
-    OK(dnn_init(&d, err));
+    LC_OK(dnn_init(&d, err));
     assert_int_equal(dnnl_memory_desc_init_by_tag(&md4, 4, dims, dnnl_f32, dnnl_nChw16c), dnnl_success);
-    OK(dnn_md_nhwc(&pmd, n, 1, 1, in, err));
-    OK(dnn_mem(&src, &md4, &d, NULL, err));
-    OK(dnn_write_plain(src, &pmd, x, &d, err));
+    LC_OK(dnn_md_nhwc(&pmd, n, 1, 1, in, err));
+    LC_OK(dnn_mem(&src, &md4, &d, NULL, err));
+    LC_OK(dnn_write_plain(src, &pmd, x, &d, err));
     memset(&l, 0, sizeof l);
     l.spec = &s;
     l.n = n;
@@ -192,9 +171,9 @@ static void test_dense_on_4d_source(void **state)
     if (layer_dense.create(&l, &d, 1, &e) != ERR_OK)
         fail_msg("create: %s", e.msg);
     struct step_ctx ctx = {&d, 1, 1, 0, NULL};
-    OK(layer_dense.forward(&l, &ctx, src, err));
-    OK(dnn_md_nc(&pmd, n, units, err));
-    OK(dnn_read_plain(l.dst, &pmd, y, &d, err));
+    LC_OK(layer_dense.forward(&l, &ctx, src, err));
+    LC_OK(dnn_md_nc(&pmd, n, units, err));
+    LC_OK(dnn_read_plain(l.dst, &pmd, y, &d, err));
     naive_dense(n, in, units, ACT_TANH, x, w, w + in * units, r);
     assert_true(lc_max_rel_diff(y, r, n * units) <= 1e-4);
     assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &md4));
@@ -229,73 +208,44 @@ static void test_dense_infer(void **state)
 
 /* ---- parsing ----------------------------------------------------------------------------------------- */
 
-static struct args call_of(const char *layer)
-{
-    struct args a;
-    memset(&a, 0, sizeof a);
-    a.file = "m.txt";
-    a.line = 9;
-    a.col = 1;
-    snprintf(a.layer, sizeof a.layer, "%s", layer);
-    return a;
-}
-
-static struct arg *push(struct args *a, const char *key, enum arg_type type)
-{
-    struct arg *x = &a->a[a->n++];
-    memset(x, 0, sizeof *x);
-    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
-    x->col = 7 + 5 * a->n;
-    x->type = type;
-    return x;
-}
-
-static int parse(const struct layer_ops *ops, struct args *a, struct layer_spec *s, struct error *e)
-{
-    memset(s, 0, sizeof *s);
-    s->ops = ops;
-    memset(e, 0, sizeof *e);
-    int rc = ops->parse(s, a, e);
-    return rc ? rc : args_check_unused(a, e);
-}
-
 static void test_dense_parse(void **state)
 {
     (void)state;
-    struct args a = call_of("Dense");
+    struct args a;
     struct layer_spec s;
     struct error e;
     char buf[128];
-    push(&a, NULL, ARG_INT)->num = 10;
-    snprintf(push(&a, NULL, ARG_STRING)->str, 64, "softmax");
-    assert_int_equal(parse(&layer_dense, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Dense", 9);
+    lc_arg_int(&a, NULL, 10, 12);
+    lc_arg_str(&a, NULL, "softmax", 17);
+    assert_int_equal(lc_parse(&layer_dense, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.dense.units, 10);
     assert_int_equal(s.u.dense.act, ACT_SOFTMAX);
     assert_int_equal(s.u.dense.use_bias, 1);
     layer_dense.to_text(&s, buf, sizeof buf);
     assert_string_equal(buf, "Dense(units=10, activation='softmax', use_bias=True)");
 
-    a = call_of("Dense");
-    push(&a, "units", ARG_INT)->num = 500;
-    assert_int_equal(parse(&layer_dense, &a, &s, &e), ERR_OK);
+    lc_args_init(&a, "Dense", 9);
+    lc_arg_int(&a, "units", 500, 12);
+    assert_int_equal(lc_parse(&layer_dense, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.dense.act, ACT_LINEAR);
 
-    a = call_of("Dense");
-    push(&a, NULL, ARG_INT)->num = 0;
-    assert_int_equal(parse(&layer_dense, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Dense", 9);
+    lc_arg_int(&a, NULL, 0, 12);
+    assert_int_equal(lc_parse(&layer_dense, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:9:12"));
     assert_non_null(strstr(e.msg, "'units'"));
 
-    a = call_of("Dense");
-    push(&a, NULL, ARG_INT)->num = 4;
-    snprintf(push(&a, "activation", ARG_STRING)->str, 64, "swish");
-    assert_int_equal(parse(&layer_dense, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Dense", 9);
+    lc_arg_int(&a, NULL, 4, 12);
+    lc_arg_str(&a, "activation", "swish", 17);
+    assert_int_equal(lc_parse(&layer_dense, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "'swish'"));
 
-    a = call_of("Dense");
-    push(&a, NULL, ARG_INT)->num = 4;
-    push(&a, "kernel_initializer", ARG_STRING);
-    assert_int_equal(parse(&layer_dense, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Dense", 9);
+    lc_arg_int(&a, NULL, 4, 12);
+    lc_arg(&a, "kernel_initializer", ARG_STRING, 17);
+    assert_int_equal(lc_parse(&layer_dense, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "kernel_initializer"));
 }
 
@@ -391,11 +341,6 @@ static void flatten_create(struct layer *l, struct layer_spec *s, int n, const d
         fail_msg("create: %s", e.msg);
 }
 
-static int is_blocked(const dnnl_memory_desc_t *md)
-{
-    return md->format_kind == dnnl_blocked && md->format_desc.blocking.inner_nblks > 0;
-}
-
 /* Input in nChw16c (5 channels padded to 16): forward gives HWC order, backward gives back the layout. */
 static void test_flatten_blocked_input(void **state)
 {
@@ -408,29 +353,29 @@ static void test_flatten_blocked_input(void **state)
     dnnl_memory_t src, ddst;
     dnnl_dims_t dims = {n, c, h, w};
     float x[size], y[size], r[size], dy[size], dx[size];
-    OK(dnn_init(&d, err));
+    LC_OK(dnn_init(&d, err));
     assert_int_equal(dnnl_memory_desc_init_by_tag(&bmd, 4, dims, dnnl_f32, dnnl_nChw16c), dnnl_success);
     assert_int_equal(dnnl_memory_desc_init_by_tag(&nchw, 4, dims, dnnl_f32, dnnl_nchw), dnnl_success);
-    assert_true(is_blocked(&bmd));
+    assert_true(lc_is_blocked(&bmd));
     lc_fill(x, size, -1, 1, 5);
-    OK(dnn_mem(&src, &bmd, &d, NULL, err));
-    OK(dnn_write_plain(src, &nchw, x, &d, err));
+    LC_OK(dnn_mem(&src, &bmd, &d, NULL, err));
+    LC_OK(dnn_write_plain(src, &nchw, x, &d, err));
     flatten_create(&l, &s, n, &bmd, &d);
     struct step_ctx ctx = {&d, 1, 1, 0, NULL};
-    OK(layer_flatten.forward(&l, &ctx, src, err));
-    OK(dnn_md_nc(&nc, n, h * w * c, err));
+    LC_OK(layer_flatten.forward(&l, &ctx, src, err));
+    LC_OK(dnn_md_nc(&nc, n, h * w * c, err));
     assert_true(dnnl_memory_desc_equal(&l.dst_md, &nc));
-    OK(dnn_read_plain(l.dst, &nc, y, &d, err));
+    LC_OK(dnn_read_plain(l.dst, &nc, y, &d, err));
     expected_flatten_from_nchw(n, h, w, c, x, r);
     assert_memory_equal(y, r, sizeof y);
 
     /* backward: dy[b, (i*w + j)*c + ch] must land at diff_src[b, ch, i, j] */
     lc_fill(dy, size, -1, 1, 6);
-    OK(dnn_mem(&ddst, &l.dst_md, &d, NULL, err));
-    OK(dnn_write_plain(ddst, &nc, dy, &d, err));
-    OK(layer_flatten.backward(&l, &ctx, src, ddst, err));
+    LC_OK(dnn_mem(&ddst, &l.dst_md, &d, NULL, err));
+    LC_OK(dnn_write_plain(ddst, &nc, dy, &d, err));
+    LC_OK(layer_flatten.backward(&l, &ctx, src, ddst, err));
     assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &bmd));
-    OK(dnn_read_plain(l.diff_src, &nchw, dx, &d, err));
+    LC_OK(dnn_read_plain(l.diff_src, &nchw, dx, &d, err));
     expected_flatten_from_nchw(n, h, w, c, dx, r);
     assert_memory_equal(r, dy, sizeof dy);
 
@@ -453,7 +398,7 @@ static void test_flatten_after_conv(void **state)
     cs.in = (struct shape){3, h, w, 3};
     struct lc conv;
     lc_setup(&conv, &cs, n, 2);
-    if (!is_blocked(&conv.l.dst_md)) {
+    if (!lc_is_blocked(&conv.l.dst_md)) {
         lc_teardown(&conv);
         skip(); /* this CPU's oneDNN chose a plain layout; test_flatten_blocked_input covers blocked ones */
     }
@@ -465,9 +410,9 @@ static void test_flatten_after_conv(void **state)
     lc_forward(&conv, x, yc, 1); /* conv output read as NHWC by the harness */
     flatten_create(&l, &s, n, &conv.l.dst_md, &conv.dnn);
     struct step_ctx ctx = {&conv.dnn, 1, 1, 0, NULL};
-    OK(layer_flatten.forward(&l, &ctx, conv.l.dst, err));
-    OK(dnn_md_nc(&nc, n, h * w * c, err));
-    OK(dnn_read_plain(l.dst, &nc, y, &conv.dnn, err));
+    LC_OK(layer_flatten.forward(&l, &ctx, conv.l.dst, err));
+    LC_OK(dnn_md_nc(&nc, n, h * w * c, err));
+    LC_OK(dnn_read_plain(l.dst, &nc, y, &conv.dnn, err));
     assert_memory_equal(y, yc, sizeof y); /* NHWC bytes are Keras's flat order */
     layer_flatten.destroy(&l);
     lc_teardown(&conv);
@@ -477,10 +422,7 @@ static void test_flatten_gradient(void **state)
 {
     (void)state;
     struct layer_spec s = flatten_spec(3, 2, 4);
-    struct lc t;
-    lc_setup(&t, &s, 2, 7);
-    lc_gradcheck(&t, 1, 2e-2, 400);
-    lc_teardown(&t);
+    lc_check_gradient(&s, 2, 7, 2e-2, 400);
 }
 
 static void test_flatten_flat_input_is_identity(void **state)

@@ -28,16 +28,9 @@ static struct layer_spec dropout_spec(double rate, struct shape in, int index)
     return s;
 }
 
-static float *xmalloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n + 1));
-    assert_non_null(p);
-    return p;
-}
-
 static float *ones(size_t n)
 {
-    float *p = xmalloc_f(n);
+    float *p = lc_floats(n);
     for (size_t i = 0; i < n; i++)
         p[i] = 1.0f;
     return p;
@@ -56,8 +49,8 @@ static void test_inference_is_identity(void **state)
     struct lc t;
     struct layer_spec s = dropout_spec(0.5, (struct shape){3, 4, 5, 6}, 3);
     lc_setup(&t, &s, 3, 1);
-    float *x = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *dy = xmalloc_f(t.out_size);
-    float *dx = xmalloc_f(t.in_size);
+    float *x = lc_floats(t.in_size), *y = lc_floats(t.out_size), *dy = lc_floats(t.out_size);
+    float *dx = lc_floats(t.in_size);
     lc_fill(x, t.in_size, -2.0, 2.0, 2);
     lc_fill(dy, t.out_size, -2.0, 2.0, 3);
     lc_forward(&t, x, y, 1); /* a training step first: its mask must not leak into inference */
@@ -78,7 +71,7 @@ static void check_mask_rule(struct shape in, int n, double rate)
     struct lc t;
     struct layer_spec s = dropout_spec(rate, in, 6);
     lc_setup(&t, &s, n, 77);
-    float *x = ones(t.in_size), *y = xmalloc_f(t.out_size);
+    float *x = ones(t.in_size), *y = lc_floats(t.out_size);
     lc_forward(&t, x, y, 1);
     long per = (long)shape_size(&in);
     for (int i = 0; i < n; i++)
@@ -112,7 +105,7 @@ static void test_kept_fraction(void **state)
         struct lc t;
         struct layer_spec s = dropout_spec(rates[r], (struct shape){3, 32, 32, 16}, 2);
         lc_setup(&t, &s, 8, 5);
-        float *x = ones(t.in_size), *y = xmalloc_f(t.out_size);
+        float *x = ones(t.in_size), *y = lc_floats(t.out_size);
         lc_forward(&t, x, y, 1);
         size_t nkept = 0;
         double sum = 0;
@@ -148,7 +141,7 @@ static void test_mask_determinism(void **state)
     struct layer_spec s = dropout_spec(0.3, in, 4), s2 = dropout_spec(0.3, in, 5);
     lc_setup(&t, &s, 4, 9);
     lc_setup(&u, &s2, 4, 9);
-    float *x = ones(t.in_size), *y1 = xmalloc_f(t.out_size), *y2 = xmalloc_f(t.out_size);
+    float *x = ones(t.in_size), *y1 = lc_floats(t.out_size), *y2 = lc_floats(t.out_size);
     lc_forward(&t, x, y1, 1);
     lc_forward(&t, x, y2, 1);
     assert_memory_equal(y1, y2, sizeof(float) * t.out_size);
@@ -188,7 +181,7 @@ static void test_mask_independent_of_batch_position(void **state)
         big.ids[i] = 10 + i;
     small.ids[0] = 12;
     small.ids[1] = 13;
-    float *xb = xmalloc_f(big.in_size), *yb = xmalloc_f(big.out_size), *ys = xmalloc_f(small.out_size);
+    float *xb = lc_floats(big.in_size), *yb = lc_floats(big.out_size), *ys = lc_floats(small.out_size);
     lc_fill(xb, big.in_size, -1.0, 1.0, 4);
     size_t per = (size_t)shape_size(&in);
     lc_forward(&big, xb, yb, 1);
@@ -209,8 +202,8 @@ static void test_backward_is_dy_times_mask(void **state)
     struct lc t;
     struct layer_spec s = dropout_spec(0.25, (struct shape){3, 5, 4, 3}, 2);
     lc_setup(&t, &s, 3, 12);
-    float *x = ones(t.in_size), *mask = xmalloc_f(t.out_size), *dy = xmalloc_f(t.out_size);
-    float *dx = xmalloc_f(t.in_size);
+    float *x = ones(t.in_size), *mask = lc_floats(t.out_size), *dy = lc_floats(t.out_size);
+    float *dx = lc_floats(t.in_size);
     lc_forward(&t, x, mask, 1);
     lc_fill(dy, t.out_size, -3.0, 3.0, 13);
     lc_backward(&t, x, dy, dx, 1);
@@ -226,47 +219,10 @@ static void test_backward_is_dy_times_mask(void **state)
 static void test_gradcheck(void **state)
 {
     (void)state;
-    struct lc t;
     struct layer_spec s = dropout_spec(0.3, (struct shape){3, 4, 4, 3}, 2);
-    lc_setup(&t, &s, 2, 14);
-    lc_gradcheck(&t, 1, 1e-2, 200);
-    lc_teardown(&t);
+    lc_check_gradient(&s, 2, 14, 1e-2, 200);
     s = dropout_spec(0.5, (struct shape){1, 1, 1, 40}, 2);
-    lc_setup(&t, &s, 3, 15);
-    lc_gradcheck(&t, 1, 1e-2, 200);
-    lc_teardown(&t);
-}
-
-/* A copy of t's layer created on src in layout `tag`: y and dx (plain) for x and dy (plain); diff_src
- * must come back in that layout. */
-static void run_in_layout(struct lc *t, dnnl_format_tag_t tag, const float *x, const float *dy, float *y,
-                          float *dx)
-{
-    struct error e = {0};
-    struct layer l;
-    dnnl_memory_desc_t md;
-    dnnl_memory_t src = NULL, ddst = NULL;
-    dnnl_dims_t dims = {t->n, t->spec.in.c, t->spec.in.h, t->spec.in.w};
-    assert_int_equal(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tag), dnnl_success);
-    memset(&l, 0, sizeof l);
-    l.spec = &t->spec;
-    l.n = t->n;
-    l.src_md = md;
-    if (t->spec.ops->create(&l, &t->dnn, 1, &e) != ERR_OK)
-        fail_msg("create: %s", e.msg);
-    assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &md));
-    struct step_ctx c = {&t->dnn, 1, t->seed, t->step, t->ids};
-    assert_int_equal(dnn_mem(&src, &md, &t->dnn, NULL, &e), ERR_OK);
-    assert_int_equal(dnn_write_plain(src, &t->in_plain, x, &t->dnn, &e), ERR_OK);
-    assert_int_equal(t->spec.ops->forward(&l, &c, src, &e), ERR_OK);
-    assert_int_equal(dnn_read_plain(l.dst, &t->out_plain, y, &t->dnn, &e), ERR_OK);
-    assert_int_equal(dnn_mem(&ddst, &l.dst_md, &t->dnn, NULL, &e), ERR_OK);
-    assert_int_equal(dnn_write_plain(ddst, &t->out_plain, dy, &t->dnn, &e), ERR_OK);
-    assert_int_equal(t->spec.ops->backward(&l, &c, src, ddst, &e), ERR_OK);
-    assert_int_equal(dnn_read_plain(l.diff_src, &t->in_plain, dx, &t->dnn, &e), ERR_OK);
-    t->spec.ops->destroy(&l);
-    dnnl_memory_destroy(src);
-    dnnl_memory_destroy(ddst);
+    lc_check_gradient(&s, 3, 15, 1e-2, 200);
 }
 
 /* The mask follows (h, w, c) element indices, not memory offsets: nChw16c (20 channels, padded) and
@@ -277,55 +233,12 @@ static void test_layout_independent(void **state)
     struct lc t;
     struct layer_spec s = dropout_spec(0.3, (struct shape){3, 5, 3, 20}, 2);
     lc_setup(&t, &s, 2, 16);
-    float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size), *y = xmalloc_f(t.out_size);
-    float *dx = xmalloc_f(t.in_size), *yb = xmalloc_f(t.out_size), *dxb = xmalloc_f(t.in_size);
-    lc_fill(x, t.in_size, -1.0, 1.0, 17);
-    lc_fill(dy, t.out_size, -1.0, 1.0, 18);
-    lc_backward(&t, x, dy, dx, 1);
-    lc_forward(&t, x, y, 1);
-    dnnl_format_tag_t tags[2] = {dnnl_nChw16c, dnnl_nchw};
-    for (int k = 0; k < 2; k++) {
-        run_in_layout(&t, tags[k], x, dy, yb, dxb);
-        assert_memory_equal(yb, y, sizeof(float) * t.out_size);
-        assert_memory_equal(dxb, dx, sizeof(float) * t.in_size);
-    }
-    free(x);
-    free(dy);
-    free(y);
-    free(dx);
-    free(yb);
-    free(dxb);
+    lc_check_layout(&t, dnnl_nChw16c, 1.0, 17, 0, NULL);
+    lc_check_layout(&t, dnnl_nchw, 1.0, 17, 0, NULL);
     lc_teardown(&t);
 }
 
 /* ---- parsing and text ---- */
-
-static void args_init(struct args *a)
-{
-    memset(a, 0, sizeof *a);
-    a->file = "m.txt";
-    a->line = 8;
-    a->col = 1;
-    snprintf(a->layer, sizeof a->layer, "Dropout");
-}
-
-static void add_num(struct args *a, const char *key, double v, enum arg_type type, int col)
-{
-    struct arg *x = &a->a[a->n++];
-    memset(x, 0, sizeof *x);
-    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
-    x->col = col;
-    x->type = type;
-    x->num = v;
-}
-
-static int parse(struct layer_spec *s, struct args *a, struct error *e)
-{
-    memset(s, 0, sizeof *s);
-    s->ops = &layer_dropout;
-    int rc = s->ops->parse(s, a, e);
-    return rc != ERR_OK ? rc : args_check_unused(a, e);
-}
 
 static void test_parse(void **state)
 {
@@ -335,39 +248,39 @@ static void test_parse(void **state)
     struct error e = {0};
     char text[128];
 
-    args_init(&a); /* Dropout(0.3) */
-    add_num(&a, NULL, 0.3, ARG_FLOAT, 9);
-    assert_int_equal(parse(&s, &a, &e), ERR_OK);
+    lc_args_init(&a, "Dropout", 8); /* Dropout(0.3) */
+    lc_arg(&a, NULL, ARG_FLOAT, 9)->num = 0.3;
+    assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_OK);
     assert_true(s.u.dropout.rate == 0.3);
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "Dropout(rate=0.3)");
 
-    args_init(&a); /* Dropout(rate=0.125) */
-    add_num(&a, "rate", 0.125, ARG_FLOAT, 9);
-    assert_int_equal(parse(&s, &a, &e), ERR_OK);
+    lc_args_init(&a, "Dropout", 8); /* Dropout(rate=0.125) */
+    lc_arg(&a, "rate", ARG_FLOAT, 9)->num = 0.125;
+    assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_OK);
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "Dropout(rate=0.125)");
 
-    args_init(&a); /* Dropout(0) */
-    add_num(&a, NULL, 0, ARG_INT, 9);
-    assert_int_equal(parse(&s, &a, &e), ERR_OK);
+    lc_args_init(&a, "Dropout", 8); /* Dropout(0) */
+    lc_arg(&a, NULL, ARG_INT, 9)->num = 0;
+    assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_OK);
     assert_true(s.u.dropout.rate == 0.0);
 
     double bad[3] = {1.0, -0.1, 1.5};
     for (int i = 0; i < 3; i++) {
-        args_init(&a);
-        add_num(&a, "rate", bad[i], ARG_FLOAT, 9);
-        assert_int_equal(parse(&s, &a, &e), ERR_INPUT);
+        lc_args_init(&a, "Dropout", 8);
+        lc_arg(&a, "rate", ARG_FLOAT, 9)->num = bad[i];
+        assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_INPUT);
         assert_non_null(strstr(e.msg, "m.txt:8:9:"));
         assert_non_null(strstr(e.msg, "rate must be in [0, 1)"));
     }
 
-    args_init(&a); /* Dropout() */
-    assert_int_equal(parse(&s, &a, &e), ERR_INPUT);
-    args_init(&a); /* Dropout(0.3, 0.4) */
-    add_num(&a, NULL, 0.3, ARG_FLOAT, 9);
-    add_num(&a, NULL, 0.4, ARG_FLOAT, 14);
-    assert_int_equal(parse(&s, &a, &e), ERR_INPUT);
+    lc_args_init(&a, "Dropout", 8); /* Dropout() */
+    assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_INPUT);
+    lc_args_init(&a, "Dropout", 8); /* Dropout(0.3, 0.4) */
+    lc_arg(&a, NULL, ARG_FLOAT, 9)->num = 0.3;
+    lc_arg(&a, NULL, ARG_FLOAT, 14)->num = 0.4;
+    assert_int_equal(lc_parse(&layer_dropout, &a, &s, &e), ERR_INPUT);
 }
 
 static void test_shapes(void **state)

@@ -91,13 +91,6 @@ static struct layer_spec pool_spec(const struct layer_ops *ops, const struct geo
     return s;
 }
 
-static void *xmalloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n + 1));
-    assert_non_null(p);
-    return p;
-}
-
 /* Forward of the layer against naive_pool on random input; the shape infer gave must be Keras's. */
 static void check_forward(const struct layer_ops *ops, struct geom g, int n)
 {
@@ -110,7 +103,7 @@ static void check_forward(const struct layer_ops *ops, struct geom g, int n)
     assert_int_equal(t.spec.out.w, g.ow);
     assert_int_equal(t.spec.out.c, g.c);
     assert_int_equal(t.spec.n_params, 0);
-    float *x = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.out_size);
+    float *x = lc_floats(t.in_size), *y = lc_floats(t.out_size), *ref = lc_floats(t.out_size);
     lc_fill(x, t.in_size, -1.0, 1.0, 5);
     lc_forward(&t, x, y, 1);
     naive_pool(&g, n, ops == &layer_max_pooling2d, x, ref, NULL, NULL);
@@ -214,12 +207,9 @@ static void test_gradcheck(void **state)
     };
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 3; i++) {
-            struct lc t;
             geom_init(&gs[i]);
             struct layer_spec s = pool_spec(m ? &layer_average_pooling2d : &layer_max_pooling2d, &gs[i]);
-            lc_setup(&t, &s, 2, 21 + i);
-            lc_gradcheck(&t, 1, 1e-2, 400);
-            lc_teardown(&t);
+            lc_check_gradient(&s, 2, 21 + i, 1e-2, 400);
         }
 }
 
@@ -234,8 +224,8 @@ static void test_backward_vs_naive(void **state)
         struct lc t;
         struct layer_spec s = pool_spec(m ? &layer_average_pooling2d : &layer_max_pooling2d, &g);
         lc_setup(&t, &s, 2, 3);
-        float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size), *dx = xmalloc_f(t.in_size);
-        float *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.in_size);
+        float *x = lc_floats(t.in_size), *dy = lc_floats(t.out_size), *dx = lc_floats(t.in_size);
+        float *y = lc_floats(t.out_size), *ref = lc_floats(t.in_size);
         lc_fill(dy, t.out_size, -1.0, 1.0, 8);
         for (int round = 0; round < 2; round++) {
             lc_fill(x, t.in_size, -1.0, 1.0, 40 + round);
@@ -262,8 +252,8 @@ static void test_max_workspace(void **state)
     struct lc t;
     struct layer_spec s = pool_spec(&layer_max_pooling2d, &g);
     lc_setup(&t, &s, 2, 4);
-    float *x = xmalloc_f(t.in_size), *other = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size);
-    float *dx = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.in_size);
+    float *x = lc_floats(t.in_size), *other = lc_floats(t.in_size), *dy = lc_floats(t.out_size);
+    float *dx = lc_floats(t.in_size), *y = lc_floats(t.out_size), *ref = lc_floats(t.in_size);
     lc_fill(x, t.in_size, -1.0, 1.0, 50);
     lc_fill(other, t.in_size, -1.0, 1.0, 51);
     lc_fill(dy, t.out_size, -1.0, 1.0, 52);
@@ -290,40 +280,6 @@ static void test_max_workspace(void **state)
     lc_teardown(&t);
 }
 
-/* A copy of t's layer created on src in layout `tag`: y and dx (plain) for x and dy (plain). The layer
- * must take that layout as is and give diff_src back in it. */
-static void run_in_layout(struct lc *t, dnnl_format_tag_t tag, const float *x, const float *dy, float *y,
-                          float *dx, int expect_blocked_dst)
-{
-    struct error e = {0};
-    struct layer l;
-    dnnl_memory_desc_t md;
-    dnnl_memory_t src = NULL, ddst = NULL;
-    dnnl_dims_t dims = {t->n, t->spec.in.c, t->spec.in.h, t->spec.in.w};
-    assert_int_equal(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tag), dnnl_success);
-    memset(&l, 0, sizeof l);
-    l.spec = &t->spec;
-    l.n = t->n;
-    l.src_md = md;
-    if (t->spec.ops->create(&l, &t->dnn, 1, &e) != ERR_OK)
-        fail_msg("create: %s", e.msg);
-    if (expect_blocked_dst)
-        assert_false(dnnl_memory_desc_equal(&l.dst_md, &t->out_plain));
-    assert_true(dnnl_memory_desc_equal(dnn_md_of(l.diff_src), &md));
-    struct step_ctx c = {&t->dnn, 1, t->seed, t->step, t->ids};
-    assert_int_equal(dnn_mem(&src, &md, &t->dnn, NULL, &e), ERR_OK);
-    assert_int_equal(dnn_write_plain(src, &t->in_plain, x, &t->dnn, &e), ERR_OK);
-    assert_int_equal(t->spec.ops->forward(&l, &c, src, &e), ERR_OK);
-    assert_int_equal(dnn_read_plain(l.dst, &t->out_plain, y, &t->dnn, &e), ERR_OK);
-    assert_int_equal(dnn_mem(&ddst, &l.dst_md, &t->dnn, NULL, &e), ERR_OK);
-    assert_int_equal(dnn_write_plain(ddst, &t->out_plain, dy, &t->dnn, &e), ERR_OK);
-    assert_int_equal(t->spec.ops->backward(&l, &c, src, ddst, &e), ERR_OK);
-    assert_int_equal(dnn_read_plain(l.diff_src, &t->in_plain, dx, &t->dnn, &e), ERR_OK);
-    t->spec.ops->destroy(&l);
-    dnnl_memory_destroy(src);
-    dnnl_memory_destroy(ddst);
-}
-
 /* The same layer on nChw16c input (20 channels: the second block is padded) agrees with the plain one. */
 static void check_blocked(const struct layer_ops *ops, struct geom g, int blocked_dst)
 {
@@ -331,22 +287,11 @@ static void check_blocked(const struct layer_ops *ops, struct geom g, int blocke
     geom_init(&g);
     struct layer_spec s = pool_spec(ops, &g);
     lc_setup(&t, &s, 2, 9);
-    float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size);
-    float *y = xmalloc_f(t.out_size), *dx = xmalloc_f(t.in_size);
-    float *yb = xmalloc_f(t.out_size), *dxb = xmalloc_f(t.in_size);
-    lc_fill(x, t.in_size, -1.0, 1.0, 60);
-    lc_fill(dy, t.out_size, -1.0, 1.0, 61);
-    lc_backward(&t, x, dy, dx, 1);
-    lc_forward(&t, x, y, 1);
-    run_in_layout(&t, dnnl_nChw16c, x, dy, yb, dxb, blocked_dst);
-    assert_true(lc_max_rel_diff(yb, y, t.out_size) <= 1e-6);
-    assert_true(lc_max_rel_diff(dxb, dx, t.in_size) <= 1e-6);
-    free(x);
-    free(dy);
-    free(y);
-    free(dx);
-    free(yb);
-    free(dxb);
+    dnnl_memory_desc_t dst_md;
+    lc_check_layout(&t, dnnl_nChw16c, 1.0, 60, 1e-6, &dst_md);
+    /* pooling keeps the blocked layout for dst: no reorder on the way out */
+    if (blocked_dst)
+        assert_false(dnnl_memory_desc_equal(&dst_md, &t.out_plain));
     lc_teardown(&t);
 }
 
@@ -403,7 +348,7 @@ static void test_global_forward(void **state)
         assert_int_equal(t.spec.n_params, 0);
         assert_int_equal(t.l.dst_md.ndims, 2);
         assert_true(dnnl_memory_desc_equal(&t.l.dst_md, &t.out_plain));
-        float *x = xmalloc_f(t.in_size), *y = xmalloc_f(t.out_size), *ref = xmalloc_f(t.out_size);
+        float *x = lc_floats(t.in_size), *y = lc_floats(t.out_size), *ref = lc_floats(t.out_size);
         lc_fill(x, t.in_size, -1.0, 1.0, 70 + m);
         lc_forward(&t, x, y, 1);
         naive_global(x, 3, 5, 6, 7, m, ref);
@@ -419,11 +364,8 @@ static void test_global_gradcheck(void **state)
 {
     (void)state;
     for (int m = 0; m < 2; m++) {
-        struct lc t;
         struct layer_spec s = global_spec(m ? &layer_global_max_pooling2d : &layer_global_average_pooling2d, 4, 3, 5);
-        lc_setup(&t, &s, 2, 30 + m);
-        lc_gradcheck(&t, 1, 1e-2, 400);
-        lc_teardown(&t);
+        lc_check_gradient(&s, 2, 30 + m, 1e-2, 400);
     }
 }
 
@@ -434,71 +376,12 @@ static void test_global_blocked(void **state)
         struct lc t;
         struct layer_spec s = global_spec(m ? &layer_global_max_pooling2d : &layer_global_average_pooling2d, 5, 4, 20);
         lc_setup(&t, &s, 2, 40);
-        float *x = xmalloc_f(t.in_size), *dy = xmalloc_f(t.out_size), *y = xmalloc_f(t.out_size);
-        float *dx = xmalloc_f(t.in_size), *yb = xmalloc_f(t.out_size), *dxb = xmalloc_f(t.in_size);
-        lc_fill(x, t.in_size, -1.0, 1.0, 80);
-        lc_fill(dy, t.out_size, -1.0, 1.0, 81);
-        lc_backward(&t, x, dy, dx, 1);
-        lc_forward(&t, x, y, 1);
-        run_in_layout(&t, dnnl_nChw16c, x, dy, yb, dxb, 0);
-        assert_true(lc_max_rel_diff(yb, y, t.out_size) <= 1e-6);
-        assert_true(lc_max_rel_diff(dxb, dx, t.in_size) <= 1e-6);
-        free(x);
-        free(dy);
-        free(y);
-        free(dx);
-        free(yb);
-        free(dxb);
+        lc_check_layout(&t, dnnl_nChw16c, 1.0, 80, 1e-6, NULL);
         lc_teardown(&t);
     }
 }
 
 /* ---- parsing, text, shape errors ---- */
-
-static void args_init(struct args *a, const char *layer)
-{
-    memset(a, 0, sizeof *a);
-    a->file = "m.txt";
-    a->line = 4;
-    a->col = 1;
-    snprintf(a->layer, sizeof a->layer, "%s", layer);
-}
-
-static struct arg *add_arg(struct args *a, const char *key, enum arg_type type, int col)
-{
-    struct arg *x = &a->a[a->n++];
-    memset(x, 0, sizeof *x);
-    snprintf(x->key, sizeof x->key, "%s", key ? key : "");
-    x->col = col;
-    x->type = type;
-    return x;
-}
-
-static void add_int(struct args *a, const char *key, long v, int col)
-{
-    add_arg(a, key, ARG_INT, col)->num = (double)v;
-}
-
-static void add_pair(struct args *a, const char *key, long v0, long v1, int col)
-{
-    struct arg *x = add_arg(a, key, ARG_TUPLE, col);
-    x->n_tuple = 2;
-    x->tuple[0] = v0;
-    x->tuple[1] = v1;
-}
-
-static void add_str(struct args *a, const char *key, const char *v, int col)
-{
-    snprintf(add_arg(a, key, ARG_STRING, col)->str, sizeof a->a[0].str, "%s", v);
-}
-
-static int parse(struct layer_spec *s, const struct layer_ops *ops, struct args *a, struct error *e)
-{
-    memset(s, 0, sizeof *s);
-    s->ops = ops;
-    int rc = ops->parse(s, a, e);
-    return rc != ERR_OK ? rc : args_check_unused(a, e);
-}
 
 static void test_parse(void **state)
 {
@@ -508,8 +391,8 @@ static void test_parse(void **state)
     struct error e = {0};
     char text[256];
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D() */
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D() */
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.pool.ph, 2);
     assert_int_equal(s.u.pool.pw, 2);
     assert_int_equal(s.u.pool.sh, 2);
@@ -518,50 +401,50 @@ static void test_parse(void **state)
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "MaxPooling2D(pool_size=(2, 2), strides=(2, 2), padding='valid')");
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(3, padding='same'): strides default to the pool */
-    add_int(&a, NULL, 3, 14);
-    add_str(&a, "padding", "same", 17);
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D(3, padding='same'): strides default to the pool */
+    lc_arg_int(&a, NULL, 3, 14);
+    lc_arg_str(&a, "padding", "same", 17);
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.pool.sh, 3);
     assert_int_equal(s.u.pool.sw, 3);
     assert_int_equal(s.u.pool.same, 1);
 
-    args_init(&a, "AveragePooling2D"); /* AveragePooling2D((2, 3), (1, 2), 'same') */
-    add_pair(&a, NULL, 2, 3, 18);
-    add_pair(&a, NULL, 1, 2, 26);
-    add_str(&a, NULL, "same", 34);
-    assert_int_equal(parse(&s, &layer_average_pooling2d, &a, &e), ERR_OK);
+    lc_args_init(&a, "AveragePooling2D", 4); /* AveragePooling2D((2, 3), (1, 2), 'same') */
+    lc_arg_tuple(&a, NULL, 2, (long[]){2, 3}, 18);
+    lc_arg_tuple(&a, NULL, 2, (long[]){1, 2}, 26);
+    lc_arg_str(&a, NULL, "same", 34);
+    assert_int_equal(lc_parse(&layer_average_pooling2d, &a, &s, &e), ERR_OK);
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "AveragePooling2D(pool_size=(2, 3), strides=(1, 2), padding='same')");
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(pool_size=2, strides=None) */
-    add_int(&a, "pool_size", 2, 14);
-    add_arg(&a, "strides", ARG_NONE, 27);
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_OK);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D(pool_size=2, strides=None) */
+    lc_arg_int(&a, "pool_size", 2, 14);
+    lc_arg(&a, "strides", ARG_NONE, 27);
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_OK);
     assert_int_equal(s.u.pool.sh, 2);
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(pool_size=0) */
-    add_int(&a, "pool_size", 0, 14);
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D(pool_size=0) */
+    lc_arg_int(&a, "pool_size", 0, 14);
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:4:14:"));
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(2, (1, -1)) */
-    add_int(&a, NULL, 2, 14);
-    add_pair(&a, NULL, 1, -1, 17);
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D(2, (1, -1)) */
+    lc_arg_int(&a, NULL, 2, 14);
+    lc_arg_tuple(&a, NULL, 2, (long[]){1, -1}, 17);
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:4:17:"));
 
-    args_init(&a, "MaxPooling2D"); /* MaxPooling2D(padding='full') */
-    add_str(&a, "padding", "full", 14);
-    assert_int_equal(parse(&s, &layer_max_pooling2d, &a, &e), ERR_INPUT);
+    lc_args_init(&a, "MaxPooling2D", 4); /* MaxPooling2D(padding='full') */
+    lc_arg_str(&a, "padding", "full", 14);
+    assert_int_equal(lc_parse(&layer_max_pooling2d, &a, &s, &e), ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:4:14:"));
 
-    args_init(&a, "GlobalAveragePooling2D");
-    assert_int_equal(parse(&s, &layer_global_average_pooling2d, &a, &e), ERR_OK);
+    lc_args_init(&a, "GlobalAveragePooling2D", 4);
+    assert_int_equal(lc_parse(&layer_global_average_pooling2d, &a, &s, &e), ERR_OK);
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "GlobalAveragePooling2D()");
-    add_int(&a, NULL, 1, 24); /* GlobalAveragePooling2D(1): left unused, so the parser reports it */
-    assert_int_equal(parse(&s, &layer_global_average_pooling2d, &a, &e), ERR_INPUT);
+    lc_arg_int(&a, NULL, 1, 24); /* GlobalAveragePooling2D(1): left unused, so the parser reports it */
+    assert_int_equal(lc_parse(&layer_global_average_pooling2d, &a, &s, &e), ERR_INPUT);
     s.ops = &layer_global_max_pooling2d;
     s.ops->to_text(&s, text, sizeof text);
     assert_string_equal(text, "GlobalMaxPooling2D()");

@@ -22,6 +22,15 @@ struct checkpoint_state {
     int64_t global_batch;
     int world_size;        /* ranks that wrote it */
     double best_val_loss;  /* for --save-best; +inf when none */
+    /* The current epoch's running totals, so that the line and metrics row of an epoch interrupted and
+     * resumed cover the whole epoch. */
+    double epoch_loss_sum; /* summed per-sample loss over the epoch's steps done */
+    double epoch_correct;  /* samples whose argmax was right */
+    int64_t epoch_seen;    /* samples trained on */
+    double epoch_wall_s;   /* seconds spent on them */
+    /* Read only (checkpoint_write takes the optimizer's own conf): the optimizer and its hyper-parameters,
+     * so that a resumed run continues with them unless the command line overrides them. */
+    struct optim_conf optim;
 };
 
 /* Writes path atomically: PATH.tmp.<pid> in the same directory, flushed, fsynced, renamed over path (and

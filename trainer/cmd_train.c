@@ -1,5 +1,5 @@
-/* cmd_train.c: `trainer train`: data-parallel training. Every rank holds the model, runs its share of each
- * global batch, and the gradients (with the step's statistics folded in) are summed by one all-reduce. */
+/* cmd_train.c: `trainer train`: options, and everything set up before the first step (model, data,
+ * network, optimizer; from a checkpoint with --resume). The loop itself is in train_loop.c. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -7,119 +7,150 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
 #include "cli.h"
 #include "commands.h"
-#include "dataset.h"
 #include "dist.h"
-#include "evaluate.h"
-#include "model.h"
-#include "net.h"
-#include "optim.h"
-#include "progress.h"
-#include "rng.h"
+#include "train.h"
 
 static const char usage_text[] =
-    "usage: trainer train --model M --data TRAIN.h5 [options]\n\n"
-    "Trains M (a preset: cifar10-cnn, fashion-cnn, gap-cnn; or a model file) on TRAIN.h5.\n"
-    "Under `mpirun -np N` each rank computes its share of every global batch.\n\n"
-    "  --model M             preset name or model file (required)\n"
-    "  --data F              training dataset, HDF5 (required)\n"
-    "  --val F               validation dataset, HDF5\n"
-    "  --val-split X         use the last fraction X of the training data for validation (Keras)\n"
-    "  --epochs E            epochs to train (default 10)\n"
-    "  --batch-size B        GLOBAL batch, split across ranks (default 32)\n"
-    "  --optimizer O         sgd | rmsprop | adam (default rmsprop)\n"
-    "  --lr X                learning rate (default: sgd 0.01, rmsprop 0.001, adam 0.001)\n"
-    "  --momentum X          SGD momentum (default 0)\n"
-    "  --nesterov            SGD with Nesterov momentum\n"
-    "  --seed S              seed for init, shuffle and dropout (default 1)\n"
-    "  --checkpoint F        write the model here (Keras HDF5) at every epoch end and at the end\n"
-    "  --metrics F           append one CSV row per epoch\n"
-    "  --threads T           threads per rank (default: cores / ranks on the node)\n"
-    "  --max-steps S         stop after S optimizer steps\n"
-    "  --quiet               no progress bar and no epoch lines\n"
-    "  -h, --help            this help\n";
-
-struct train_opts {
-    const char *model, *data, *val, *checkpoint, *metrics;
-    double val_split;
-    long epochs, batch, seed, threads, max_steps;
-    struct optim_conf optim;
-    int quiet;
-};
+    "usage: trainer train --model M --data TRAIN.h5 [options]\n"
+    "       trainer train --resume C.h5 --data TRAIN.h5 [options]\n\n"
+    "Trains M (a preset: cifar10-cnn, fashion-cnn, gap-cnn; a model file; or a Keras model file) on\n"
+    "TRAIN.h5. Under `mpirun -np N` each rank computes its share of every global batch.\n\n"
+    "  --model M               preset name, model file or Keras HDF5 model (required unless --resume)\n"
+    "  --data F                training dataset, HDF5 (required)\n"
+    "  --val F                 validation dataset, HDF5\n"
+    "  --val-split X           use the last fraction X of the training data for validation (Keras)\n"
+    "  --epochs E              train until E epochs are done, counted from the start (default 10)\n"
+    "  --batch-size B          GLOBAL batch, split across ranks (default 32)\n"
+    "  --optimizer O           sgd | rmsprop | adam (default rmsprop)\n"
+    "  --lr X                  learning rate (default: sgd 0.01, rmsprop 0.001, adam 0.001)\n"
+    "  --momentum X            SGD momentum (default 0)\n"
+    "  --nesterov              SGD with Nesterov momentum\n"
+    "  --seed S                seed for init, shuffle and dropout (default 1)\n"
+    "  --checkpoint F          write a checkpoint (Keras HDF5) at every epoch end and when training stops\n"
+    "                          (default with --resume: the resumed file)\n"
+    "  --checkpoint-every S    also write it every S steps\n"
+    "  --save-best             also keep F.best.h5: the lowest validation loss so far\n"
+    "  --resume C              continue exactly where checkpoint C stopped (model, weights, optimizer,\n"
+    "                          position; batch size and seed as it was trained)\n"
+    "  --init-weights W        start from the weights of W (a checkpoint or a Keras model file)\n"
+    "  --metrics F             append one CSV row per epoch\n"
+    "  --threads T             threads per rank (default: cores / ranks on the node)\n"
+    "  --max-steps S           stop after S optimizer steps in all, counted from the start\n"
+    "  --quiet                 no progress bar and no epoch lines\n"
+    "  -h, --help              this help\n";
 
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
-       OPT_MOMENTUM, OPT_NESTEROV, OPT_SEED, OPT_CHECKPOINT, OPT_METRICS, OPT_THREADS, OPT_MAX_STEPS,
-       OPT_QUIET };
+       OPT_MOMENTUM, OPT_NESTEROV, OPT_SEED, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_SAVE_BEST, OPT_RESUME,
+       OPT_INIT_WEIGHTS, OPT_METRICS, OPT_THREADS, OPT_MAX_STEPS, OPT_QUIET };
 
 static const struct option long_opts[] = {
-    {"model", required_argument, 0, OPT_MODEL},         {"data", required_argument, 0, OPT_DATA},
-    {"val", required_argument, 0, OPT_VAL},             {"val-split", required_argument, 0, OPT_VAL_SPLIT},
-    {"epochs", required_argument, 0, OPT_EPOCHS},       {"batch-size", required_argument, 0, OPT_BATCH},
-    {"optimizer", required_argument, 0, OPT_OPTIMIZER}, {"lr", required_argument, 0, OPT_LR},
-    {"momentum", required_argument, 0, OPT_MOMENTUM},   {"nesterov", no_argument, 0, OPT_NESTEROV},
-    {"seed", required_argument, 0, OPT_SEED},           {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
-    {"metrics", required_argument, 0, OPT_METRICS},     {"threads", required_argument, 0, OPT_THREADS},
-    {"max-steps", required_argument, 0, OPT_MAX_STEPS}, {"quiet", no_argument, 0, OPT_QUIET},
-    {"help", no_argument, 0, 'h'},                      {0, 0, 0, 0},
+    {"model", required_argument, 0, OPT_MODEL},
+    {"data", required_argument, 0, OPT_DATA},
+    {"val", required_argument, 0, OPT_VAL},
+    {"val-split", required_argument, 0, OPT_VAL_SPLIT},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"batch-size", required_argument, 0, OPT_BATCH},
+    {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"lr", required_argument, 0, OPT_LR},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"nesterov", no_argument, 0, OPT_NESTEROV},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+    {"save-best", no_argument, 0, OPT_SAVE_BEST},
+    {"resume", required_argument, 0, OPT_RESUME},
+    {"init-weights", required_argument, 0, OPT_INIT_WEIGHTS},
+    {"metrics", required_argument, 0, OPT_METRICS},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"max-steps", required_argument, 0, OPT_MAX_STEPS},
+    {"quiet", no_argument, 0, OPT_QUIET},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
 };
+
+/* One option into o; returns 0, -1 for --help, or ERR_USAGE. */
+static int take_opt(int c, struct train_opts *o, const char **optimizer, double *lr, double *momentum)
+{
+    switch (c) {
+    case OPT_MODEL: o->model = optarg; return 0;
+    case OPT_DATA: o->data = optarg; return 0;
+    case OPT_VAL: o->val = optarg; return 0;
+    case OPT_VAL_SPLIT: return cli_double("train", "--val-split", optarg, 0, 0.99, &o->val_split);
+    case OPT_EPOCHS: return cli_long("train", "--epochs", optarg, 1, 1000000, &o->epochs);
+    case OPT_BATCH: o->set_batch = 1; return cli_long("train", "--batch-size", optarg, 1, 1 << 20, &o->batch);
+    case OPT_OPTIMIZER: o->set_optimizer = 1; *optimizer = optarg; return 0;
+    case OPT_LR: o->set_lr = 1; return cli_double("train", "--lr", optarg, 0, 1e6, lr);
+    case OPT_MOMENTUM: o->set_momentum = 1; return cli_double("train", "--momentum", optarg, 0, 1, momentum);
+    case OPT_NESTEROV: o->set_nesterov = 1; return 0;
+    case OPT_SEED: o->set_seed = 1; return cli_long("train", "--seed", optarg, 0, 0x7fffffffL, &o->seed);
+    case OPT_CHECKPOINT: o->checkpoint = optarg; return 0;
+    case OPT_CHECKPOINT_EVERY:
+        return cli_long("train", "--checkpoint-every", optarg, 1, 1L << 40, &o->checkpoint_every);
+    case OPT_SAVE_BEST: o->save_best = 1; return 0;
+    case OPT_RESUME: o->resume = optarg; return 0;
+    case OPT_INIT_WEIGHTS: o->init_weights = optarg; return 0;
+    case OPT_METRICS: o->metrics = optarg; return 0;
+    case OPT_THREADS: return cli_long("train", "--threads", optarg, 1, 4096, &o->threads);
+    case OPT_MAX_STEPS: return cli_long("train", "--max-steps", optarg, 1, 1L << 40, &o->max_steps);
+    case OPT_QUIET: o->quiet = 1; return 0;
+    case 'h':
+        if (cli_is_root())
+            fputs(usage_text, stdout);
+        return -1;
+    default: return ERR_USAGE;
+    }
+}
+
+/* Combinations that make no sense, before anything is read. */
+static int check_opts(struct train_opts *o)
+{
+    if (!o->data)
+        return cli_usage("train", "--data is required");
+    if (!o->model && !o->resume)
+        return cli_usage("train", "--model is required (or --resume)");
+    if (o->resume && o->init_weights)
+        return cli_usage("train", "--resume and --init-weights exclude each other");
+    if (o->val && o->val_split > 0)
+        return cli_usage("train", "--val and --val-split exclude each other");
+    if (o->resume && !o->checkpoint)
+        o->checkpoint = o->resume;
+    if ((o->checkpoint_every || o->save_best) && !o->checkpoint)
+        return cli_usage("train", "--checkpoint-every and --save-best need --checkpoint");
+    if (o->save_best && !o->val && o->val_split <= 0)
+        return cli_usage("train", "--save-best needs validation data (--val or --val-split)");
+    return 0;
+}
 
 /* Returns 0, -1 for --help (done), or ERR_USAGE. */
 static int parse_opts(int argc, char **argv, struct train_opts *o)
 {
     const char *optimizer = "rmsprop";
     double lr = -1, momentum = -1;
-    int nesterov = 0, c, rc = 0;
+    int c, rc = 0;
     memset(o, 0, sizeof *o);
     o->epochs = 10;
     o->batch = 32;
     o->seed = 1;
-    while (rc == 0 && (c = cli_getopt("train", argc, argv, "h", long_opts)) != -1) {
-        switch (c) {
-        case OPT_MODEL: o->model = optarg; break;
-        case OPT_DATA: o->data = optarg; break;
-        case OPT_VAL: o->val = optarg; break;
-        case OPT_VAL_SPLIT: rc = cli_double("train", "--val-split", optarg, 0, 0.99, &o->val_split); break;
-        case OPT_EPOCHS: rc = cli_long("train", "--epochs", optarg, 1, 1000000, &o->epochs); break;
-        case OPT_BATCH: rc = cli_long("train", "--batch-size", optarg, 1, 1 << 20, &o->batch); break;
-        case OPT_OPTIMIZER: optimizer = optarg; break;
-        case OPT_LR: rc = cli_double("train", "--lr", optarg, 0, 1e6, &lr); break;
-        case OPT_MOMENTUM: rc = cli_double("train", "--momentum", optarg, 0, 1, &momentum); break;
-        case OPT_NESTEROV: nesterov = 1; break;
-        case OPT_SEED: rc = cli_long("train", "--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
-        case OPT_CHECKPOINT: o->checkpoint = optarg; break;
-        case OPT_METRICS: o->metrics = optarg; break;
-        case OPT_THREADS: rc = cli_long("train", "--threads", optarg, 1, 4096, &o->threads); break;
-        case OPT_MAX_STEPS: rc = cli_long("train", "--max-steps", optarg, 1, 1L << 40, &o->max_steps); break;
-        case OPT_QUIET: o->quiet = 1; break;
-        case 'h':
-            if (cli_is_root())
-                fputs(usage_text, stdout);
-            return -1;
-        default: return ERR_USAGE;
-        }
-    }
+    while (rc == 0 && (c = cli_getopt("train", argc, argv, "h", long_opts)) != -1)
+        rc = take_opt(c, o, &optimizer, &lr, &momentum);
     if (rc)
         return rc;
     if (optind < argc)
         return cli_usage("train", "unexpected argument '%s'", argv[optind]);
-    if (!o->model || !o->data)
-        return cli_usage("train", "--model and --data are required");
-    if (o->val && o->val_split > 0)
-        return cli_usage("train", "--val and --val-split exclude each other");
     int kind = optim_kind_from_name(optimizer);
     if (kind < 0)
         return cli_usage("train", "--optimizer: unknown optimizer '%s' (sgd, rmsprop or adam)", optimizer);
     optim_defaults(&o->optim, kind);
     if (lr >= 0)
         o->optim.lr = lr;
-    if ((momentum >= 0 || nesterov) && kind != OPTIM_SGD)
+    if ((o->set_momentum || o->set_nesterov) && kind != OPTIM_SGD)
         return cli_usage("train", "--momentum and --nesterov apply to --optimizer sgd only");
     if (momentum >= 0)
         o->optim.momentum = momentum;
-    o->optim.nesterov = nesterov;
-    return 0;
+    o->optim.nesterov = o->set_nesterov;
+    return check_opts(o);
 }
 
 /* Threads per rank: --threads, else OMP_NUM_THREADS, else the cores this process may run on shared by
@@ -142,24 +173,6 @@ static int setup_threads(const struct train_opts *o)
     return t;
 }
 
-struct run {
-    struct train_opts o;
-    struct model model;
-    struct dataset train, val;
-    int has_val;
-    int64_t n_train, val_start, val_end; /* train samples are [0, n_train); val is [val_start, val_end) of
-                                            `val` (or of `train` with --val-split) */
-    struct net *net;
-    struct optim opt;
-    int64_t *perm;                       /* (n_train,) the epoch's global order */
-    int share_max;                       /* largest per-rank share of a global batch */
-    uint8_t *images;                     /* (share_max, H, W, C) */
-    int32_t *labels;
-    int64_t *ids;
-    FILE *metrics;
-    int threads;
-};
-
 static int check_shape(const struct dataset *ds, const struct model *m, struct error *err)
 {
     const struct shape *s = &m->layers[0].out;
@@ -169,13 +182,76 @@ static int check_shape(const struct dataset *ds, const struct model *m, struct e
     return ERR_OK;
 }
 
-/* Everything before the first step; any rank's failure is agreed before the training loop starts. */
-static int setup(struct run *r, struct error *err)
+/* Whether path starts with HDF5's signature (then --model is a Keras or trainer model file). */
+static int is_hdf5(const char *path)
 {
-    int rc;
+    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == sizeof head && memcmp(head, magic, sizeof head) == 0;
+}
+
+/* The model: from --model (a preset, a model file or a Keras HDF5 file), or the resumed checkpoint's,
+ * which must then be the same model. */
+static int load_model(struct run *r, struct error *err)
+{
     const struct train_opts *o = &r->o;
-    if ((rc = model_load(&r->model, o->model, err)))
+    struct model *given = NULL;
+    int rc;
+    if (!o->resume)
+        return is_hdf5(o->model) ? checkpoint_read_model(o->model, &r->model, err)
+                                 : model_load(&r->model, o->model, err);
+    if ((rc = checkpoint_read_model(o->resume, &r->model, err)) || !o->model)
         return rc;
+    if (!(given = malloc(sizeof *given)))
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    rc = is_hdf5(o->model) ? checkpoint_read_model(o->model, given, err) : model_load(given, o->model, err);
+    if (rc == ERR_OK && strcmp(given->text, r->model.text) != 0)
+        rc = error_set(err, ERR_INPUT, "%s: the checkpoint holds another model than %s", o->resume, o->model);
+    free(given);
+    return rc;
+}
+
+/* With --resume: batch size, seed and optimizer as the checkpoint was trained, unless the command line
+ * says otherwise where that is allowed (learning rate and momentum may change; the rest would break the
+ * run's meaning). */
+static int resume_settings(struct run *r, struct error *err)
+{
+    struct train_opts *o = &r->o;
+    struct checkpoint_state *at = &r->at;
+    int rc = checkpoint_read_state(o->resume, NULL, at, err);
+    if (rc)
+        return rc;
+    if (o->set_batch && o->batch != at->global_batch)
+        return error_set(err, ERR_INPUT, "%s: trained with global batch %lld; resume it with that --batch-size",
+                         o->resume, (long long)at->global_batch);
+    if (o->set_seed && (uint64_t)o->seed != at->seed)
+        return error_set(err, ERR_INPUT, "%s: trained with --seed %llu; resume it with that seed", o->resume,
+                         (unsigned long long)at->seed);
+    if (o->set_optimizer && o->optim.kind != at->optim.kind)
+        return error_set(err, ERR_INPUT, "%s: trained with optimizer %s; resume it with that optimizer",
+                         o->resume, optim_kind_name(at->optim.kind));
+    struct optim_conf c = at->optim;
+    if (o->set_lr)
+        c.lr = o->optim.lr;
+    if (o->set_momentum)
+        c.momentum = o->optim.momentum;
+    if (o->set_nesterov)
+        c.nesterov = 1;
+    o->optim = c;
+    o->batch = at->global_batch;
+    o->seed = (long)at->seed;
+    return ERR_OK;
+}
+
+static int open_data(struct run *r, struct error *err)
+{
+    const struct train_opts *o = &r->o;
+    int rc;
     if ((rc = dataset_open(&r->train, o->data, err)) || (rc = check_shape(&r->train, &r->model, err)))
         return rc;
     r->n_train = r->train.n;
@@ -183,7 +259,6 @@ static int setup(struct run *r, struct error *err)
         if ((rc = dataset_open(&r->val, o->val, err)) || (rc = check_shape(&r->val, &r->model, err)))
             return rc;
         r->has_val = 1;
-        r->val_start = 0;
         r->val_end = r->val.n;
     } else if (o->val_split > 0) {
         /* Keras's validation_split: the last fraction, taken before any shuffling. */
@@ -194,28 +269,64 @@ static int setup(struct run *r, struct error *err)
     }
     if (r->n_train < 1)
         return error_set(err, ERR_INPUT, "%s: no training samples left after --val-split", o->data);
+    return ERR_OK;
+}
+
+/* Weights and optimizer: fresh from the seed, from --init-weights, or exactly as --resume left them. */
+static int setup_net(struct run *r, struct error *err)
+{
+    const struct train_opts *o = &r->o;
+    int rc;
     if ((rc = net_create(&r->net, &r->model, err)))
         return rc;
     net_init_params(r->net, (uint64_t)o->seed);
     if ((rc = optim_init(&r->opt, &o->optim, r->net->n_params, err)))
         return rc;
+    if (o->init_weights)
+        return checkpoint_read_weights(o->init_weights, r->net, err);
+    if (o->resume) {
+        if ((rc = checkpoint_read_weights(o->resume, r->net, err)))
+            return rc;
+        return checkpoint_read_state(o->resume, &r->opt, &r->at, err);
+    }
+    r->at.seed = (uint64_t)o->seed;
+    r->at.global_batch = o->batch;
+    r->at.best_val_loss = INFINITY;
+    return ERR_OK;
+}
+
+static int setup_buffers(struct run *r, struct error *err)
+{
     int size = dist_size();
-    r->share_max = (int)((o->batch + size - 1) / size);
+    r->share_max = (int)((r->o.batch + size - 1) / size);
     size_t sample = (size_t)shape_size(&r->model.layers[0].out);
     r->perm = malloc(sizeof(int64_t) * (size_t)r->n_train);
     r->images = malloc(sample * (size_t)r->share_max);
     r->labels = malloc(sizeof(int32_t) * (size_t)r->share_max);
     r->ids = malloc(sizeof(int64_t) * (size_t)r->share_max);
     if (!r->perm || !r->images || !r->labels || !r->ids)
-        return error_set(err, ERR_INTERNAL, "out of memory");
-    if (o->metrics && dist_rank() == 0) {
-        r->metrics = fopen(o->metrics, "a");
+        return error_set(err, ERR_INTERNAL, "out of memory for the training buffers");
+    if (r->o.metrics && dist_rank() == 0) {
+        r->metrics = fopen(r->o.metrics, "a");
         if (!r->metrics)
-            return error_set(err, ERR_IO, "%s: cannot open for appending", o->metrics);
+            return error_set(err, ERR_IO, "%s: cannot open for appending", r->o.metrics);
         if (ftell(r->metrics) == 0)
             fputs("epoch,step,loss,acc,val_loss,val_acc,lr,img_per_s,wall_s\n", r->metrics);
     }
     return ERR_OK;
+}
+
+/* Everything before the first step; any rank's failure is agreed before the loop starts. */
+static int setup(struct run *r, struct error *err)
+{
+    int rc;
+    if ((rc = load_model(r, err)))
+        return rc;
+    if (r->o.resume && (rc = resume_settings(r, err)))
+        return rc;
+    if ((rc = open_data(r, err)) || (rc = setup_net(r, err)))
+        return rc;
+    return setup_buffers(r, err);
 }
 
 static void teardown(struct run *r)
@@ -224,7 +335,7 @@ static void teardown(struct run *r)
     optim_release(&r->opt);
     if (r->train.file > 0)
         dataset_close(&r->train);
-    if (r->has_val && r->o.val)
+    if (r->val.file > 0)
         dataset_close(&r->val);
     free(r->perm);
     free(r->images);
@@ -234,86 +345,11 @@ static void teardown(struct run *r)
         fclose(r->metrics);
 }
 
-/* Tail of the gradient slab, summed with the gradients. */
-enum { TAIL_LOSS, TAIL_CORRECT, TAIL_ERROR };
-
-/* This rank's part of global batch `b` (samples [b*B, b*B + gb) of the epoch's order): an even split,
- * the first gb % N ranks taking one more. */
-static void my_share(int64_t first, int64_t gb, int64_t *lo, int64_t *hi)
-{
-    int rank = dist_rank(), size = dist_size();
-    *lo = first + gb * rank / size;
-    *hi = first + gb * (rank + 1) / size;
-}
-
-static int all_finite(const float *x, size_t n)
-{
-    int ok = 1;
-#pragma omp parallel for reduction(&& : ok)
-    for (size_t i = 0; i < n; i++)
-        ok = ok && isfinite(x[i]);
-    return ok;
-}
-
-/* One optimizer step on global batch starting at `first` of size gb. Returns an agreed code. */
-static int train_step(struct run *r, int64_t first, int64_t gb, uint64_t step, double *loss_sum,
-                      double *correct, struct error *err)
-{
-    struct net *net = r->net;
-    float *tail = net->grads + net->n_params;
-    int64_t lo, hi;
-    int rc = ERR_OK;
-    my_share(first, gb, &lo, &hi);
-    int n = (int)(hi - lo);
-    memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
-    if (n > 0) {
-        memcpy(r->ids, r->perm + lo, sizeof(int64_t) * (size_t)n);
-        rc = dataset_read(&r->train, r->ids, n, r->images, r->labels, r->model.n_classes, err);
-        struct net_batch b = {n, r->images, r->labels, r->ids};
-        struct net_stats st = {0, 0};
-        if (rc == ERR_OK)
-            rc = net_train_batch(net, &b, (int)gb, (uint64_t)r->o.seed, step, &st, err);
-        tail[TAIL_LOSS] = (float)st.loss_sum;
-        tail[TAIL_CORRECT] = (float)st.correct;
-    }
-    if (n == 0 || rc != ERR_OK)
-        /* A rank with nothing to add (a batch smaller than the ranks) or that failed adds zeros. */
-        memset(net->grads, 0, sizeof(float) * net->n_params);
-    if (rc != ERR_OK)
-        tail[TAIL_ERROR] = 1;
-    dist_allreduce_sum_f32(net->grads, net->n_params + NET_GRAD_TAIL);
-    if (tail[TAIL_ERROR] != 0)
-        return cli_agree(rc, err);
-    if (!isfinite(tail[TAIL_LOSS]) || !all_finite(net->grads, net->n_params)) {
-        /* Same numbers on every rank after the all-reduce: all stop here, before the update, so nothing
-         * non-finite ever reaches the weights or a checkpoint. */
-        error_set(err, ERR_DIVERGED, "%s: training diverged at step %llu: the loss is %s (try a lower --lr)",
-                  r->o.data, (unsigned long long)step + 1, isfinite(tail[TAIL_LOSS]) ? "finite but a gradient is not" : "not finite");
-        return cli_agree(ERR_DIVERGED, err);
-    }
-    optim_step(&r->opt, net->params, net->grads);
-    *loss_sum += tail[TAIL_LOSS];
-    *correct += tail[TAIL_CORRECT];
-    return ERR_OK;
-}
-
-static int save(struct run *r, int64_t step, int64_t epoch, int64_t epoch_step, struct error *err)
-{
-    int rc = ERR_OK;
-    if (!r->o.checkpoint)
-        return ERR_OK;
-    if (dist_rank() == 0) {
-        struct checkpoint_state st = {step, epoch, epoch_step, (uint64_t)r->o.seed, r->o.batch, dist_size(),
-                                      INFINITY};
-        rc = checkpoint_write(r->o.checkpoint, r->net, &r->opt, &st, err);
-    }
-    return cli_agree(rc, err);
-}
-
 static void print_setup(const struct run *r)
 {
     int size = dist_size();
-    printf("model %s: %d layers, %zu parameters\n", r->o.model, r->model.n_layers - 1, r->net->n_params);
+    printf("model %s: %d layers, %zu parameters\n", r->o.model ? r->o.model : r->o.resume,
+           r->model.n_layers - 1, r->net->n_params);
     printf("ranks %d x %d threads; global batch %ld (", size, r->threads, r->o.batch);
     if (r->o.batch % size)
         printf("%ld-", r->o.batch / size);
@@ -321,96 +357,34 @@ static void print_setup(const struct run *r)
     if (r->has_val)
         printf(", validation %lld", (long long)(r->val_end - r->val_start));
     printf("; optimizer %s lr %g\n", optim_kind_name(r->o.optim.kind), r->o.optim.lr);
+    if (r->o.resume)
+        printf("resuming %s at epoch %lld, step %lld\n", r->o.resume, (long long)r->at.epoch + 1,
+               (long long)r->at.step);
     fflush(stdout);
-}
-
-static int epoch_end(struct run *r, int64_t epoch, uint64_t step, double loss_sum, double correct,
-                     int64_t seen, double secs, struct error *err)
-{
-    struct eval_result v = {0, NAN, NAN, NULL};
-    int rc;
-    if (r->has_val) {
-        struct dataset *ds = r->o.val ? &r->val : &r->train;
-        if ((rc = evaluate(r->net, ds, r->val_start, r->val_end, r->share_max, &v, err)))
-            return rc;
-    }
-    double loss = loss_sum / (double)seen, acc = correct / (double)seen, ips = (double)seen / secs;
-    if (dist_rank() == 0 && !r->o.quiet) {
-        printf("Epoch %lld/%ld - %.1fs - loss: %.4f - acc: %.4f", (long long)epoch + 1, r->o.epochs, secs, loss,
-               acc);
-        if (r->has_val)
-            printf(" - val_loss: %.4f - val_acc: %.4f", v.loss, v.acc);
-        printf(" - %.0f img/s\n", ips);
-        fflush(stdout);
-    }
-    if (r->metrics) {
-        fprintf(r->metrics, "%lld,%llu,%.6f,%.6f,%.6f,%.6f,%g,%.1f,%.3f\n", (long long)epoch + 1,
-                (unsigned long long)step, loss, acc, v.loss, v.acc, r->o.optim.lr, ips, secs);
-        fflush(r->metrics);
-    }
-    return ERR_OK;
-}
-
-static int train_loop(struct run *r, struct error *err)
-{
-    const int64_t B = r->o.batch;
-    const int64_t steps_per_epoch = (r->n_train + B - 1) / B;
-    uint64_t step = 0;
-    int rc = ERR_OK;
-    struct progress bar;
-    for (int64_t epoch = 0; epoch < r->o.epochs; epoch++) {
-        double t0 = dist_wtime(), loss_sum = 0, correct = 0;
-        int64_t seen = 0, s;
-        rng_shuffle_epoch(r->perm, r->n_train, (uint64_t)r->o.seed, (uint64_t)epoch);
-        progress_start(&bar, steps_per_epoch, r->o.quiet || dist_rank() != 0, t0);
-        for (s = 0; s < steps_per_epoch; s++) {
-            int64_t first = s * B, gb = r->n_train - first < B ? r->n_train - first : B;
-            if ((rc = train_step(r, first, gb, step, &loss_sum, &correct, err)))
-                return rc;
-            step++;
-            seen += gb;
-            double now = dist_wtime();
-            progress_update(&bar, s + 1, loss_sum / seen, correct / seen, seen / (now - t0), now);
-            if (r->o.max_steps && (long)step >= r->o.max_steps) {
-                s++;
-                break;
-            }
-        }
-        progress_end(&bar);
-        if ((rc = epoch_end(r, epoch, step, loss_sum, correct, seen, dist_wtime() - t0, err)))
-            return rc;
-        int finished = s == steps_per_epoch;
-        if ((rc = save(r, (int64_t)step, epoch + finished, finished ? 0 : s, err)))
-            return rc;
-        if (r->o.max_steps && (long)step >= r->o.max_steps)
-            break;
-    }
-    return ERR_OK;
 }
 
 int cmd_train(int argc, char **argv)
 {
-    struct run r;
+    struct run *r = calloc(1, sizeof *r);
     struct error err = {0};
-    memset(&r, 0, sizeof r);
-    if (dist_init(&argc, &argv))
+    if (!r)
         return ERR_INTERNAL;
+    if (dist_init(&argc, &argv)) {
+        free(r);
+        return ERR_INTERNAL;
+    }
     cli_set_rank(dist_rank());
-    int rc = parse_opts(argc, argv, &r.o);
-    if (rc) {
-        dist_finalize();
-        return rc < 0 ? 0 : rc;
+    int rc = parse_opts(argc, argv, &r->o);
+    if (rc == 0) {
+        r->threads = setup_threads(&r->o);
+        rc = cli_agree(setup(r, &err), &err);
+        if (rc == ERR_OK && dist_rank() == 0 && !r->o.quiet)
+            print_setup(r);
+        if (rc == ERR_OK)
+            rc = train_loop(r);
     }
-    r.threads = setup_threads(&r.o);
-    rc = cli_agree(setup(&r, &err), &err);
-    if (rc == ERR_OK) {
-        if (dist_rank() == 0 && !r.o.quiet)
-            print_setup(&r);
-        rc = train_loop(&r, &err);
-    }
-    if (rc == ERR_OK && dist_rank() == 0 && r.o.checkpoint && !r.o.quiet)
-        printf("saved %s\n", r.o.checkpoint);
-    teardown(&r);
+    teardown(r);
+    free(r);
     dist_finalize();
-    return rc;
+    return rc < 0 ? 0 : rc;
 }

@@ -1,0 +1,123 @@
+/* layer_common.c: helpers shared by the layer kinds (see layer_common.h). */
+#include "layer_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* What `activation=` accepts: activation_names in enum order, then None (= linear). */
+static const char *const act_choices[] = {"linear", "relu", "softmax", "sigmoid", "tanh", "None", NULL};
+#define ACT_CHOICE_NONE 5
+
+/* ---- parsing, shapes, init ---- */
+
+int layer_spec_error(const struct layer_spec *spec, struct error *err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (spec->line > 0)
+        return error_set(err, ERR_INPUT, "line %d: %s: %s", spec->line, spec->name, what);
+    return error_set(err, ERR_INPUT, "%s: %s", spec->name, what);
+}
+
+const struct arg *layer_find_arg(const struct args *a, const char *key, int pos)
+{
+    int npos = 0;
+    for (int i = 0; i < a->n; i++) {
+        const struct arg *x = &a->a[i];
+        if (x->key[0] == '\0' ? npos++ == pos : strcmp(x->key, key) == 0)
+            return x;
+    }
+    return NULL;
+}
+
+int layer_args_activation(struct args *a, int pos, enum activation *out, struct error *err)
+{
+    int act;
+    int rc = args_choice(a, "activation", pos, act_choices, ACT_CHOICE_NONE, &act, err);
+    if (rc)
+        return rc;
+    *out = act == ACT_CHOICE_NONE ? ACT_LINEAR : (enum activation)act;
+    return ERR_OK;
+}
+
+int layer_parse_nothing(struct layer_spec *spec, struct args *a, struct error *err)
+{
+    (void)spec;
+    (void)a;
+    (void)err;
+    return ERR_OK;
+}
+
+int layer_infer_same_shape(struct layer_spec *spec, struct error *err)
+{
+    (void)err;
+    spec->out = spec->in;
+    spec->n_params = 0;
+    return ERR_OK;
+}
+
+void layer_set_param(struct param_info *p, const char *name, int rank, const long *dims)
+{
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->rank = rank;
+    p->size = 1;
+    for (int i = 0; i < rank; i++) {
+        p->dims[i] = dims[i];
+        p->size *= (size_t)dims[i];
+    }
+}
+
+void layer_init_kernel_bias(const struct layer_spec *spec, float *w, long fan_in, long fan_out,
+                            double (*rnd)(void *), void *state)
+{
+    const struct param_info *k = &spec->params[0];
+    layer_glorot_uniform(w, k->size, fan_in, fan_out, rnd, state);
+    if (spec->n_params > 1) {
+        float *b = w + (spec->params[1].offset - k->offset);
+        memset(b, 0, sizeof(float) * spec->params[1].size);
+    }
+}
+
+/* ---- runtime ---- */
+
+void layer_release_outputs(struct layer *l)
+{
+    if (l->dst)
+        dnnl_memory_destroy(l->dst);
+    if (l->diff_src)
+        dnnl_memory_destroy(l->diff_src);
+    l->dst = l->diff_src = NULL;
+}
+
+int layer_reorder_prim(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                       const struct dnn *d, struct error *err)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    *prim = NULL;
+    if (dnnl_memory_desc_equal(from, to))
+        return ERR_OK;
+    DNN_CHECK(dnnl_reorder_primitive_desc_create(&pd, from, d->engine, to, d->engine, NULL));
+    DNN_CHECK(dnnl_primitive_create(prim, pd));
+    dnnl_primitive_desc_destroy(pd);
+    return ERR_OK;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                            const struct dnn *d, struct error *err)
+{
+    int rc = dnn_reorder_init(r, from, to, d, err);
+    if (rc == ERR_OK && r->dst) {
+        dnnl_memory_destroy(r->dst);
+        r->dst = NULL;
+    }
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* layer_common.h: what several layer kinds share beyond layer.h: messages about a layer, argument lookup and
+ * the `activation=` choice, parameter shapes and their Keras init, the trivial parse/infer, the release of a
+ * layer's outputs, and reorders into memory a layer already has. Internal to kernels/. */
+#ifndef TRAINER_LAYER_COMMON_H
+#define TRAINER_LAYER_COMMON_H
+
+#include "layer.h"
+
+/* ---- parsing, shapes, init ---- */
+
+/* ERR_INPUT "line L: NAME: what" about one layer of the model (no "line L: " when it did not come from a
+ * text file); the model reader puts the file name in front. */
+int layer_spec_error(const struct layer_spec *spec, struct error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The argument the accessors read for keyword `key` or position `pos` (pos < 0: keyword only), so that a
+ * value error can point at its column; NULL when the call does not have it. */
+const struct arg *layer_find_arg(const struct args *a, const char *key, int pos);
+
+/* Conv2D's and Dense's `activation=`: one of activation_names or None, which like absence means linear
+ * (Keras's default). Softmax is accepted: where it is allowed is the caller's question. */
+int layer_args_activation(struct args *a, int pos, enum activation *out, struct error *err);
+
+/* For a kind that takes no argument (Keras's optional ones are not supported): anything given is left
+ * unused, which the model reader reports as an error. */
+int layer_parse_nothing(struct layer_spec *spec, struct args *a, struct error *err);
+
+/* For a kind without parameters whose output has its input's shape (Dropout, Activation). */
+int layer_infer_same_shape(struct layer_spec *spec, struct error *err);
+
+/* Fills p with the name, the Keras dims and their product (p->offset is left 0: the network sets it). */
+void layer_set_param(struct param_info *p, const char *name, int rank, const long *dims);
+
+/* Keras's default initializers for a (kernel, optional bias) layer: params[0] glorot_uniform with the given
+ * fans, params[1] zeros. w points at params[0]: the offsets in spec are slab offsets, used relative to it. */
+void layer_init_kernel_bias(const struct layer_spec *spec, float *w, long fan_in, long fan_out,
+                            double (*rnd)(void *), void *state);
+
+/* ---- runtime ---- */
+
+/* Destroys l->dst and l->diff_src when set and clears them: every kind owns both. Memories that only view
+ * another's buffer free nothing else, so the order against the kind's own memories does not matter. */
+void layer_release_outputs(struct layer *l);
+
+/* A bare reorder primitive from `from` to `to`; *prim is NULL when the layouts are equal (nothing to do).
+ * Unlike dnn_reorder_init it allocates no destination: the caller reorders into memory it already has. */
+int layer_reorder_prim(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                       const struct dnn *d, struct error *err);
+
+/* dnn_reorder_init for a reorder run with dnn_reorder_into, towards memory the layer does not own (the
+ * gradient slab, l->diff_src, l->dst's buffer): its own destination would never be used, so it is freed at
+ * once. */
+int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                            const struct dnn *d, struct error *err);
+
+#endif

@@ -1,0 +1,48 @@
+/* train.h: what `trainer train` sets up (options, model, data, network, optimizer, where training stands)
+ * and the loop that runs it. */
+#ifndef TRAINER_TRAIN_H
+#define TRAINER_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "model.h"
+#include "net.h"
+#include "optim.h"
+
+struct train_opts {
+    const char *model, *data, *val, *checkpoint, *metrics, *resume, *init_weights;
+    double val_split;
+    long epochs, batch, seed, threads, max_steps, checkpoint_every;
+    struct optim_conf optim;
+    int quiet, save_best;
+    /* Which options the command line set (a resumed run takes the others from its checkpoint). */
+    int set_batch, set_seed, set_optimizer, set_lr, set_momentum, set_nesterov;
+};
+
+struct run {
+    struct train_opts o;
+    struct model model;
+    struct dataset train, val;
+    int has_val;
+    int64_t n_train;                     /* training samples are [0, n_train) of `train` */
+    int64_t val_start, val_end;          /* validation samples of `val` (or of `train` with --val-split) */
+    struct net *net;
+    struct optim opt;
+    struct checkpoint_state at;          /* where training stands: zero, or read from --resume */
+    int64_t *perm;                       /* (n_train,) the epoch's global order */
+    int share_max;                       /* largest per-rank share of a global batch */
+    uint8_t *images;                     /* (share_max, H, W, C) this rank's share */
+    int32_t *labels;                     /* (share_max,) */
+    int64_t *ids;                        /* (share_max,) their indices in the dataset */
+    FILE *metrics;                       /* rank 0 only */
+    int threads;
+};
+
+/* Collective. Trains from r->at until --epochs or --max-steps, writing checkpoints as asked. Returns an
+ * exit code agreed by all ranks; the rank that found an error has printed it. */
+int train_loop(struct run *r);
+
+#endif
