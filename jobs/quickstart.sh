@@ -26,7 +26,7 @@ mpi=(mpirun -np "$ranks")
 [ "$ranks" -gt "$(nproc)" ] && mpi+=(--oversubscribe)
 
 "${mpi[@]}" "$trainer" train --model fashion-cnn --data "$out/fashion-train.h5" --val "$out/fashion-test.h5" \
-  --epochs "$epochs" --batch-size 32 --seed 1 --checkpoint "$out/fashion-cnn.h5" --metrics "$out/metrics.csv"
+  --epochs "$epochs" --batch-size 32 --optimizer adam --seed 1 --checkpoint "$out/fashion-cnn.h5" --metrics "$out/metrics.csv"
 "${mpi[@]}" "$trainer" eval --checkpoint "$out/fashion-cnn.h5" --data "$out/fashion-test.h5" | tee "$out/eval.txt"
 acc=$(sed -n 's/^loss: [0-9.]* - accuracy: \([0-9.]*\)$/\1/p' "$out/eval.txt")
 echo "test accuracy: $acc"

@@ -68,6 +68,42 @@ mpi 2 "$trainer" train --model "$data/small.model" --data train.h5 --epochs 2 --
   --seed 9 --threads 1 --quiet --checkpoint np2b.h5 >/dev/null 2>&1
 "$compare" np2.h5 np2b.h5 0 >/dev/null && ok "same ranks, same seed: bit-identical" || bad "bit-identical rerun"
 
+# Resume: 768 samples / 16 = 48 steps per epoch; stop at step 60 (mid-epoch 2), resume to step 100.
+train2() { local n=$1; shift; mpi "$n" "$trainer" train --data train.h5 --threads 1 --quiet "$@"; }
+train2 2 --model "$data/small.model" --epochs 3 --batch-size 16 --seed 4 --max-steps 100 --checkpoint straight.h5 \
+  >/dev/null 2>&1
+train2 2 --model "$data/small.model" --epochs 3 --batch-size 16 --seed 4 --max-steps 60 --checkpoint part.h5 \
+  --metrics resumed.csv >/dev/null 2>&1
+cp part.h5 part1.h5 && cp part.h5 part4.h5
+train2 2 --resume part.h5 --epochs 3 --max-steps 100 --metrics resumed.csv >resume.txt 2>&1
+"$compare" straight.h5 part.h5 0 >/dev/null && ok "stopped at step 60 and resumed to 100: bit-identical" \
+  || bad "bit-identical resume: $(cat resume.txt)"
+[ "$(cut -d, -f1 resumed.csv | tr '\n' ' ')" = "epoch 1 2 " ] && ok "metrics appended across the resume" \
+  || bad "metrics across resume: $(cat resumed.csv)"
+train2 1 --resume part1.h5 --max-steps 100 --epochs 3 >/dev/null 2>&1
+"$compare" straight.h5 part1.h5 1e-4 >/dev/null && ok "2-rank checkpoint resumes on 1 rank" || bad "resume on 1 rank"
+train2 4 --resume part4.h5 --max-steps 100 --epochs 3 >/dev/null 2>&1
+"$compare" straight.h5 part4.h5 1e-4 >/dev/null && ok "2-rank checkpoint resumes on 4 ranks" || bad "resume on 4 ranks"
+mpi 1 "$trainer" train --data train.h5 --resume straight.h5 --max-steps 100 --epochs 3 >done.txt 2>&1 \
+  && grep -q 'nothing to do' done.txt \
+  && ok "resuming a finished run does nothing" || bad "finished resume: $(cat done.txt)"
+
+"$trainer" train --model "$data/small.model" --data train.h5 --val-split 0.25 --epochs 3 --batch-size 32 \
+  --checkpoint sb.h5 --save-best --quiet >/dev/null 2>&1
+[ -f sb.best.h5 ] && "$trainer" info sb.best.h5 >/dev/null 2>&1 && ok "--save-best keeps sb.best.h5" \
+  || bad "--save-best"
+"$trainer" train --model "$data/small.model" --data train.h5 --init-weights c1.h5 --optimizer sgd --lr 0 \
+  --max-steps 1 --checkpoint init.h5 --quiet >/dev/null 2>&1
+"$compare" c1.h5 init.h5 0 >/dev/null && ok "--init-weights starts from the given weights" || bad "--init-weights"
+
+expect 3 "part.h5: trained with global batch 16" "resume with another batch size: exit 3" \
+  "$trainer" train --resume part.h5 --data train.h5 --batch-size 32
+expect 3 "part.h5: the checkpoint holds another model than fashion-cnn" "resume another model: exit 3" \
+  "$trainer" train --resume part.h5 --model fashion-cnn --data train.h5
+head -c 3000 part.h5 >damaged.h5
+expect 3 "^trainer: error: damaged.h5: " "resume a damaged checkpoint: exit 3" \
+  "$trainer" train --resume damaged.h5 --data train.h5
+
 # Errors: one line, the documented code.
 expect 3 "^trainer: error: missing.h5: " "missing dataset: exit 3" \
   "$trainer" train --model "$data/small.model" --data missing.h5

@@ -455,22 +455,56 @@ fail:
 
 /* ---- the training state --------------------------------------------------------------------------------- */
 
+/* The optimizer and its hyper-parameters as written by write_optimizer; Keras defaults for what a kind
+ * does not store. */
+static int read_optim_conf(hid_t g, struct optim_conf *c, const char *path, struct error *err)
+{
+    char *name = get_string(g, "optimizer");
+    int kind = name ? optim_kind_from_name(name) : -1;
+    int32_t nesterov = 0;
+    free(name);
+    if (kind < 0)
+        return error_set(err, ERR_INPUT, "%s: /trainer/optimizer is missing or unknown", path);
+    optim_defaults(c, (enum optim_kind)kind);
+    int bad = get_scalar(g, "lr", H5T_NATIVE_DOUBLE, &c->lr);
+    if (kind == OPTIM_SGD)
+        bad = bad || get_scalar(g, "momentum", H5T_NATIVE_DOUBLE, &c->momentum) ||
+              get_scalar(g, "nesterov", H5T_NATIVE_INT32, &nesterov);
+    if (kind == OPTIM_RMSPROP)
+        bad = bad || get_scalar(g, "rho", H5T_NATIVE_DOUBLE, &c->rho);
+    if (kind == OPTIM_ADAM)
+        bad = bad || get_scalar(g, "beta_1", H5T_NATIVE_DOUBLE, &c->beta1) ||
+              get_scalar(g, "beta_2", H5T_NATIVE_DOUBLE, &c->beta2);
+    if (kind != OPTIM_SGD)
+        bad = bad || get_scalar(g, "epsilon", H5T_NATIVE_DOUBLE, &c->eps);
+    c->nesterov = nesterov != 0;
+    if (bad)
+        return error_set(err, ERR_INPUT, "%s: /trainer: the %s hyper-parameters are missing or not numbers", path,
+                         optim_kind_name(c->kind));
+    return ERR_OK;
+}
+
 static int read_state(hid_t g, struct checkpoint_state *st, const char *path, struct error *err)
 {
-    static const char *const keys[] = {"step", "epoch", "epoch_step", "global_batch"};
-    int64_t *dst[] = {&st->step, &st->epoch, &st->epoch_step, &st->global_batch};
+    static const char *const keys[] = {"step", "epoch", "epoch_step", "global_batch", "epoch_seen"};
+    int64_t *dst[] = {&st->step, &st->epoch, &st->epoch_step, &st->global_batch, &st->epoch_seen};
+    static const char *const fkeys[] = {"best_val_loss", "epoch_loss_sum", "epoch_correct", "epoch_wall_s"};
+    double *fdst[] = {&st->best_val_loss, &st->epoch_loss_sum, &st->epoch_correct, &st->epoch_wall_s};
     int64_t world;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (get_scalar(g, keys[i], H5T_NATIVE_INT64, dst[i]))
             return error_set(err, ERR_INPUT, "%s: /trainer/%s is missing or not a number", path, keys[i]);
+    for (size_t i = 0; i < sizeof fkeys / sizeof fkeys[0]; i++)
+        if (get_scalar(g, fkeys[i], H5T_NATIVE_DOUBLE, fdst[i]))
+            return error_set(err, ERR_INPUT, "%s: /trainer/%s is missing or not a number", path, fkeys[i]);
+    if (st->step < 0 || st->epoch < 0 || st->epoch_step < 0 || st->global_batch < 1 || st->epoch_seen < 0)
+        return error_set(err, ERR_INPUT, "%s: /trainer: the training position is invalid (damaged file)", path);
     if (get_scalar(g, "seed", H5T_NATIVE_UINT64, &st->seed))
         return error_set(err, ERR_INPUT, "%s: /trainer/seed is missing or not a number", path);
     if (get_scalar(g, "world_size", H5T_NATIVE_INT64, &world) || world < 1 || world > 1 << 24)
         return error_set(err, ERR_INPUT, "%s: /trainer/world_size is missing or invalid", path);
     st->world_size = (int)world;
-    if (get_scalar(g, "best_val_loss", H5T_NATIVE_DOUBLE, &st->best_val_loss))
-        return error_set(err, ERR_INPUT, "%s: /trainer/best_val_loss is missing or not a number", path);
-    return ERR_OK;
+    return read_optim_conf(g, &st->optim, path, err);
 }
 
 /* optimizer_slots must be (n_slots, n) of opt: the same optimizer on the same model. */

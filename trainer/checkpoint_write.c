@@ -276,7 +276,10 @@ static int write_state(struct writer *w, hid_t g, const struct checkpoint_state 
               put_i64(w, g, "epoch_step", st->epoch_step) ||
               put_scalar(w, g, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed) ||
               put_i64(w, g, "global_batch", st->global_batch) || put_i32(w, g, "world_size", st->world_size) ||
-              put_f64(w, g, "best_val_loss", st->best_val_loss);
+              put_f64(w, g, "best_val_loss", st->best_val_loss) ||
+              put_f64(w, g, "epoch_loss_sum", st->epoch_loss_sum) ||
+              put_f64(w, g, "epoch_correct", st->epoch_correct) || put_i64(w, g, "epoch_seen", st->epoch_seen) ||
+              put_f64(w, g, "epoch_wall_s", st->epoch_wall_s);
     return bad ? -1 : 0;
 }
 
