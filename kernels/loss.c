@@ -74,7 +74,9 @@ static void row_loss(const float *logits, const float *logp, int classes, int la
     if (label < 0)
         return;
     if (loss_sum)
-        *loss_sum -= (double)logp[label];
+        /* -log p >= 0; oneDNN's approximate log-softmax can return a log p a hair above 0 for a sure
+         * prediction, which would otherwise show as a loss of -0.0000. */
+        *loss_sum += logp[label] < 0 ? -(double)logp[label] : 0.0;
     if (correct)
         *correct += row_argmax(logits, classes) == label;
     if (dlogits)

@@ -39,6 +39,7 @@ struct run {
     int64_t *ids;                        /* (share_max,) their indices in the dataset */
     FILE *metrics;                       /* rank 0 only */
     int threads;
+    int stop_requested;                  /* a rank caught SIGTERM/SIGUSR1: stop after this step */
 };
 
 /* Collective. Trains from r->at until --epochs or --max-steps, writing checkpoints as asked. Returns an

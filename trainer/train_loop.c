@@ -2,6 +2,7 @@
  * global batch; the gradients, with the step's statistics folded in, are summed by one all-reduce; every
  * rank then applies the same update. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +14,23 @@
 #include "train.h"
 
 /* Tail of the gradient slab, summed with the gradients. */
-enum { TAIL_LOSS, TAIL_CORRECT, TAIL_ERROR };
+enum { TAIL_LOSS, TAIL_CORRECT, TAIL_ERROR, TAIL_STOP };
+
+/* Set by SIGTERM or SIGUSR1 (Slurm's warning signal, or a time limit): the signal may reach one rank or
+ * all; its flag travels in the step's all-reduce, so every rank stops after the same step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
 
 /* This rank's part of a global batch of gb samples starting at `first` in the epoch's order: an even
  * split, the first gb % N ranks taking one more. */
@@ -58,6 +75,7 @@ static int local_gradient(struct run *r, int64_t first, int64_t gb, struct error
         memset(net->grads, 0, sizeof(float) * net->n_params);
     if (rc != ERR_OK)
         tail[TAIL_ERROR] = 1;
+    tail[TAIL_STOP] = stop_signal != 0;
     return rc;
 }
 
@@ -78,6 +96,7 @@ static int train_step(struct run *r, int64_t first, int64_t gb, struct error *er
         return cli_agree(ERR_DIVERGED, err);
     }
     optim_step(&r->opt, net->params, net->grads);
+    r->stop_requested = tail[TAIL_STOP] != 0;
     r->at.step++;
     r->at.epoch_step++;
     r->at.epoch_seen += gb;
@@ -160,7 +179,7 @@ static int epoch_end(struct run *r, double secs, struct error *err)
 
 static int done(const struct run *r)
 {
-    return r->at.epoch >= r->o.epochs || (r->o.max_steps && r->at.step >= r->o.max_steps);
+    return r->at.epoch >= r->o.epochs || (r->o.max_steps && r->at.step >= r->o.max_steps) || r->stop_requested;
 }
 
 /* The rest of the current epoch; returns with r->at.epoch_step == steps_per_epoch when it finished. */
@@ -194,6 +213,7 @@ int train_loop(struct run *r)
     struct error err = {0};
     const int64_t steps_per_epoch = (r->n_train + r->o.batch - 1) / r->o.batch;
     int rc;
+    catch_stop_signals();
     if (done(r)) {
         if (dist_rank() == 0 && !r->o.quiet)
             printf("nothing to do: %lld epochs and %lld steps are done already\n", (long long)r->at.epoch,
@@ -218,5 +238,13 @@ int train_loop(struct run *r)
     }
     if (dist_rank() == 0 && r->o.checkpoint && !r->o.quiet)
         printf("saved %s\n", r->o.checkpoint);
+    if (r->stop_requested) {
+        /* Told to stop (Slurm's warning signal, a time limit, a preemption): the checkpoint is written;
+         * 75 (EX_TEMPFAIL) tells the batch script to requeue the job. */
+        if (dist_rank() == 0)
+            fprintf(stderr, "trainer: stopped by a signal at step %lld%s\n", (long long)r->at.step,
+                    r->o.checkpoint ? "; resume with --resume" : " (no --checkpoint: nothing was saved)");
+        return ERR_STOPPED;
+    }
     return ERR_OK;
 }
