@@ -121,5 +121,30 @@ expect 3 "^trainer: error: missing.h5: " "two ranks, missing file on both: exit 
   mpi 2 "$trainer" train --model "$data/small.model" --data train.h5 --val missing.h5
 [ "$(grep -c 'trainer: error' err.txt)" -eq 1 ] && ok "the error shows once" || bad "error shown $(grep -c 'trainer: error' err.txt) times"
 
+# A frozen rank (SIGSTOP, as a hung node) must not leave its peer waiting: the watchdog ends the job.
+"$make_dataset" big.h5 4000 12 4 5 >/dev/null
+start=$(date +%s)
+TRAINER_WATCHDOG_S=4 mpi 2 -x TRAINER_WATCHDOG_S "$trainer" train --model "$data/small.model" --data big.h5 \
+  --epochs 1000 --batch-size 16 --threads 1 --quiet >/dev/null 2>wd.txt &
+job=$!
+# The ranks' command lines start with the trainer (mpirun's and timeout's do not).
+ranks_of() { pgrep -f "^$trainer train --model $data/small.model --data big.h5"; }
+for _ in $(seq 50); do
+  [ "$(ranks_of | wc -l)" -eq 2 ] && break
+  sleep 0.2
+done
+pid=$(ranks_of | tail -1)
+sleep 2
+kill -STOP "$pid"
+wait "$job"; rc=$?
+took=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ] && [ "$took" -lt 30 ] && grep -q 'waited 4 s for the other ranks' wd.txt \
+   && [ -z "$(ranks_of)" ]; then
+  ok "a frozen rank ends the job in ${took}s"
+else
+  bad "frozen rank: exit $rc after ${took}s: $(grep trainer wd.txt | head -2)"
+  pkill -KILL -f "^$trainer train --model $data/small.model --data big.h5"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
