@@ -2,14 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "dataset.h"
+#include "h5file.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A sample image may not exceed this (bytes): keeps every size product far from overflow and one chunk row
  * well under HDF5's 4 GiB chunk limit. */
@@ -27,24 +24,6 @@ struct dataset_slot {
     int row;
 };
 
-/* HDF5 prints its error stack to stderr by default; the user must see only our one line. */
-static void hdf5_quiet(void)
-{
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-/* A file access list that still locks, but does not fail on file systems (NFS, Lustre) where locking is
- * disabled: every rank opens the same file. */
-static hid_t file_access_list(void)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    if (fapl >= 0)
-        H5Pset_file_locking(fapl, 1, 1);
-#endif
-    return fapl;
-}
-
 /* Closes an id if it is open and marks it closed, so every cleanup path can call it unconditionally. */
 static void close_id(hid_t *id, herr_t (*closer)(hid_t))
 {
@@ -54,42 +33,6 @@ static void close_id(hid_t *id, herr_t (*closer)(hid_t))
 }
 
 /* ---- opening -------------------------------------------------------------------------------------------- */
-
-/* Tells "no such file" and "cannot read" apart before HDF5 turns both into "not an HDF5 file". */
-static int check_readable(const char *path, struct error *err)
-{
-    struct stat st;
-    int fd;
-
-    if (stat(path, &st) != 0)
-        return error_set(err, errno == ENOENT || errno == ENOTDIR ? ERR_INPUT : ERR_IO, "%s: %s", path,
-                         strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return error_set(err, ERR_INPUT, "%s: is a directory, not an HDF5 file", path);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return error_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    close(fd);
-    return ERR_OK;
-}
-
-static int open_file(struct dataset *ds, const char *path, struct error *err)
-{
-    hid_t fapl = H5I_INVALID_HID;
-    int rc = check_readable(path, err);
-
-    if (rc)
-        return rc;
-    if (H5Fis_hdf5(path) <= 0)
-        return error_set(err, ERR_INPUT, "%s: not an HDF5 file", path);
-    fapl = file_access_list();
-    ds->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(&fapl, H5Pclose);
-    /* The signature was there, so the rest is damaged: most often a copy cut short. */
-    if (ds->file < 0)
-        return error_set(err, ERR_INPUT, "%s: damaged or truncated HDF5 file", path);
-    return ERR_OK;
-}
 
 /* Opens /NAME, checks it is an integer dataset of the given rank and returns its shape. */
 static int open_integer_dataset(struct dataset *ds, const char *name, int rank, hid_t *out, hsize_t *dims,
@@ -304,8 +247,8 @@ int dataset_open(struct dataset *ds, const char *path, struct error *err)
     memset(ds, 0, sizeof *ds);
     ds->file = ds->images = ds->labels = H5I_INVALID_HID;
     snprintf(ds->path, sizeof ds->path, "%s", path);
-    hdf5_quiet();
-    if ((rc = open_file(ds, path, err)) || (rc = open_images(ds, err)) || (rc = open_labels(ds, err)) ||
+    h5file_quiet();
+    if ((rc = h5file_open_read(path, &ds->file, err)) || (rc = open_images(ds, err)) || (rc = open_labels(ds, err)) ||
         (rc = read_class_names(ds, err)))
         goto fail;
     return ERR_OK;
@@ -502,7 +445,7 @@ int dataset_read(struct dataset *ds, const int64_t *idx, int n, uint8_t *images,
 
     if (n <= 0)
         return n == 0 ? ERR_OK : error_set(err, ERR_INTERNAL, "%s: negative batch size %d", ds->path, n);
-    hdf5_quiet();
+    h5file_quiet();
     if ((rc = check_indices(ds, idx, n, err)) || (rc = grow_scratch(ds, n, err)))
         return rc;
     rows = sort_requests(ds, idx, n);
@@ -540,7 +483,7 @@ int dataset_label_counts(struct dataset *ds, int64_t *counts, int n_classes, int
     int32_t *buf = malloc(LABEL_CHUNK * sizeof *buf);
     int rc = ERR_OK, max = -1;
 
-    hdf5_quiet();
+    h5file_quiet();
     fspace = H5Dget_space(ds->labels);
     mspace = H5Screate_simple(1, &block, NULL);
     for (int i = 0; i < n_classes; i++)
@@ -573,7 +516,6 @@ fail:
 
 /* What dataset_write was given, in one place. */
 struct write_job {
-    const char *name; /* of the in-memory file; nothing is written under it */
     const uint8_t *images;
     const int32_t *labels;
     int64_t n;
@@ -642,70 +584,14 @@ static int write_class_names(hid_t file, const char *const *names, int count)
     return rc;
 }
 
-/* The whole file is built in memory (HDF5's core driver) and handed back as bytes, so that every write to
- * the disk is our own write(), with its errno. HDF5 1.10 writing to disk itself is worse at failing: after a
- * flush that hits a full disk, the library crashes at process exit. The cost is one more copy of the data
- * in memory while writing. *image is malloc'd; NULL on failure (out of memory: HDF5 touches no disk here). */
-static int build_image(const struct write_job *job, void **image, size_t *size)
+/* The datasets and the attribute, into the in-memory file. */
+static int fill_file(hid_t file, const struct write_job *job)
 {
-    size_t data = (size_t)job->n * ((size_t)job->h * job->w * job->c + sizeof *job->labels);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
-    ssize_t got = -1;
-    int rc = -1;
-
-    *image = NULL;
-    /* One increment about the size of the data: the buffer grows once or twice, not thousands of times. */
-    if (fapl < 0 || H5Pset_fapl_core(fapl, data + (1 << 20), 0) < 0 ||
-        (file = H5Fcreate(job->name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
-        goto fail;
     if (write_images(file, job->images, job->n, job->h, job->w, job->c) < 0 ||
         write_labels(file, job->labels, job->n) < 0 ||
-        write_class_names(file, job->class_names, job->n_class_names) < 0 ||
-        H5Fflush(file, H5F_SCOPE_LOCAL) < 0 || (got = H5Fget_file_image(file, NULL, 0)) <= 0)
-        goto fail;
-    *size = (size_t)got;
-    if ((*image = malloc(*size)) && H5Fget_file_image(file, *image, *size) == got)
-        rc = 0;
-fail:
-    close_id(&file, H5Fclose);
-    close_id(&fapl, H5Pclose);
-    if (rc) {
-        free(*image);
-        *image = NULL;
-    }
-    return rc;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w == 0)
-            errno = EIO; /* not expected from a regular file; errno would be stale */
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
+        write_class_names(file, job->class_names, job->n_class_names) < 0)
+        return -1;
     return 0;
-}
-
-/* Makes the rename itself durable. Best effort: some file systems refuse fsync on a directory. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY) : -1;
-
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 static int check_write_args(const char *path, int64_t n, int h, int w, int c, int n_class_names,
@@ -721,59 +607,23 @@ static int check_write_args(const char *path, int64_t n, int h, int w, int c, in
     return ERR_OK;
 }
 
-/* The temporary file is created first, so an unwritable directory fails before any work. Its bytes are
- * fsync'ed before the rename: otherwise a crash just after could leave PATH naming blocks never written. */
+/* Written whole or not at all (h5file.h): built in memory, then a temporary file, fsync, rename. */
 int dataset_write(const char *path, const uint8_t *images, const int32_t *labels, int64_t n, int h, int w,
                   int c, const char *const *class_names, int n_class_names, struct error *err)
 {
-    struct write_job job = {NULL, images, labels, n, h, w, c, class_names, n_class_names};
-    size_t len = strlen(path) + 32, size = 0;
-    char *tmp = malloc(len);
-    void *image = NULL;
-    int rc, fd = -1, created = 0, closed;
+    struct write_job job = {images, labels, n, h, w, c, class_names, n_class_names};
+    struct h5file_writer out;
+    int rc;
 
     if ((rc = check_write_args(path, n, h, w, c, n_class_names, err)))
-        goto fail;
-    if (!tmp) {
-        rc = error_set(err, ERR_INTERNAL, "%s: out of memory", path);
-        goto fail;
+        return rc;
+    /* One increment about the size of the data: the buffer grows once or twice, not thousands of times. */
+    if ((rc = h5file_create(&out, path, (size_t)n * ((size_t)h * w * c + sizeof *labels) + (1 << 20), NULL,
+                            err)))
+        return rc;
+    if (fill_file(out.file, &job) < 0) {
+        h5file_discard(&out);
+        return error_set(err, ERR_INTERNAL, "%s: cannot build the file in memory (out of memory?)", path);
     }
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    job.name = tmp;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666)) < 0) {
-        rc = error_set(err, ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto fail;
-    }
-    created = 1;
-    hdf5_quiet();
-    if (build_image(&job, &image, &size) < 0) {
-        rc = error_set(err, ERR_INTERNAL, "%s: cannot build the file in memory (out of memory?)", path);
-        goto fail;
-    }
-    if (write_all(fd, image, size) < 0 || fsync(fd) < 0) {
-        rc = error_set(err, ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto fail;
-    }
-    closed = close(fd); /* NFS reports some write errors only here */
-    fd = -1;
-    if (closed < 0) {
-        rc = error_set(err, ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = error_set(err, ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
-        goto fail;
-    }
-    sync_parent_dir(path);
-    free(image);
-    free(tmp);
-    return ERR_OK;
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        unlink(tmp);
-    free(image);
-    free(tmp);
-    return rc;
+    return h5file_commit(&out, err);
 }

@@ -85,12 +85,20 @@ struct layer_spec {
 /* Runtime state of one layer for one batch size (a network keeps one set per batch size it has seen). */
 struct layer {
     const struct layer_spec *spec;
+    const struct layer_ops *ops; /* what runs it: spec->ops, or a kernel that runs the next layer too */
+    int absorbed;               /* run by the layer before it (such a kernel): nothing of its own runs, and
+                                   its dst is that layer's */
     int n;                      /* samples in the batch */
     dnnl_memory_desc_t src_md;  /* what forward receives and backward's diff_src must be: the previous
                                    layer's dst_md */
     dnnl_memory_desc_t dst_md;  /* what forward produces and backward receives as diff_dst */
     dnnl_memory_t dst;          /* forward output (owned) */
     dnnl_memory_t diff_src;     /* backward output (owned; NULL for the first layer after Input) */
+    /* Set by the network before create when a ReLU layer feeds a MaxPooling2D: the ReLU's derivative is then
+     * applied by the pooling, to its (4x smaller) gradient, masked where its output is not > 0. Max and ReLU
+     * commute and the mask is a select, so the gradient is the same, bit for bit. */
+    int relu_bwd_in_next;       /* on the ReLU layer: skip its own activation derivative */
+    int relu_bwd_of_prev;       /* on the pooling: apply it */
     float *w;                   /* this layer's parameters in the slab, Keras layout, params[] order */
     float *dw;                  /* same in the gradient slab */
     void *priv;                 /* kind-specific primitives and buffers */

@@ -121,3 +121,26 @@ int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *fro
     }
     return rc;
 }
+
+int layer_eltwise_bwd_create(dnnl_primitive_t *prim, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *md,
+                             const struct dnn *d, struct error *err)
+{
+    dnnl_eltwise_desc_t fd, bd;
+    dnnl_primitive_desc_t hint = NULL, pd = NULL;
+    *prim = NULL;
+    /* oneDNN wants a forward descriptor of the same algorithm as a hint for the backward one. */
+    DNN_CHECK(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, md, 0.0f, 0.0f));
+    DNN_CHECK(dnnl_primitive_desc_create(&hint, &fd, NULL, d->engine, NULL));
+    DNN_CHECK(dnnl_eltwise_backward_desc_init(&bd, alg, md, md, 0.0f, 0.0f));
+    DNN_CHECK(dnnl_primitive_desc_create(&pd, &bd, NULL, d->engine, hint));
+    DNN_CHECK(dnnl_primitive_create(prim, pd));
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_desc_destroy(hint);
+    return ERR_OK;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (hint)
+        dnnl_primitive_desc_destroy(hint);
+    return err ? err->code : ERR_INTERNAL;
+}

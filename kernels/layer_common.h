@@ -53,4 +53,9 @@ int layer_reorder_prim(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, c
 int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                             const struct dnn *d, struct error *err);
 
+/* The eltwise backward `alg` (an *_use_dst_for_bwd kind: the derivative from the forward output) on md for
+ * src, dst and their gradients. */
+int layer_eltwise_bwd_create(dnnl_primitive_t *prim, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *md,
+                             const struct dnn *d, struct error *err);
+
 #endif

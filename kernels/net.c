@@ -4,7 +4,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "conv_pool.h"
 #include "loss.h"
 #include "rng.h"
 
@@ -31,8 +33,8 @@ static void plan_destroy(struct net *net, struct net_plan *p)
         return;
     if (p->layers)
         for (int i = net->model.n_layers - 1; i >= 1; i--)
-            if (p->layers[i].spec && p->layers[i].spec->ops->destroy)
-                p->layers[i].spec->ops->destroy(&p->layers[i]);
+            if (p->layers[i].ops && !p->layers[i].absorbed && p->layers[i].ops->destroy)
+                p->layers[i].ops->destroy(&p->layers[i]);
     free(p->layers);
     if (p->x_mem)
         dnnl_memory_destroy(p->x_mem);
@@ -47,28 +49,47 @@ static void plan_destroy(struct net *net, struct net_plan *p)
     free(p);
 }
 
-/* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. */
+/* Whether layer i's ReLU derivative can move to layer i + 1 (layer.h, relu_bwd_in_next): a Conv2D with a
+ * ReLU whose output only a MaxPooling2D reads, and that pooling computes its input's gradient. */
+static int relu_bwd_moves(const struct model *m, int i, int fuse)
+{
+    const struct layer_spec *s = &m->layers[i];
+    return fuse && i >= 1 && i + 1 < m->n_layers && s->ops == &layer_conv2d && s->u.conv.act == ACT_RELU &&
+           m->layers[i + 1].ops == &layer_max_pooling2d;
+}
+
+/* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. The first
+ * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
 {
     const struct model *m = &net->model;
     const struct shape *in = &m->layers[0].out;
+    int fuse = !net->no_fusion;
     int rc = dnn_md_nhwc(&p->layers[0].dst_md, p->n, in->h, in->w, in->c, err);
     if (rc)
         return rc;
     for (int i = 1; i < m->n_layers; i++) {
         struct layer *l = &p->layers[i];
         const struct layer_spec *s = &m->layers[i];
+        int pair = fuse && conv_pool_fusable(m, i);
         l->spec = s;
+        l->ops = pair ? &layer_conv_pool : s->ops;
         l->n = p->n;
         l->src_md = p->layers[i - 1].dst_md;
         if (s->n_params > 0) {
             l->w = net->params + s->params[0].offset;
             l->dw = net->grads + s->params[0].offset;
         }
+        l->relu_bwd_in_next = !pair && relu_bwd_moves(m, i, fuse);
+        l->relu_bwd_of_prev = relu_bwd_moves(m, i - 1, fuse);
         /* The first layer's input gradient is never used: skip computing it. */
-        rc = s->ops->create(l, &net->dnn, i > 1, err);
-        if (rc)
+        if ((rc = l->ops->create(l, &net->dnn, i > 1, err)))
             return rc;
+        if (pair) {
+            struct layer *next = &p->layers[++i];
+            *next = (struct layer){.spec = &m->layers[i], .ops = m->layers[i].ops, .absorbed = 1, .n = p->n,
+                                   .src_md = l->dst_md, .dst_md = l->dst_md, .dst = l->dst};
+        }
     }
     return ERR_OK;
 }
@@ -200,26 +221,55 @@ static void load_images(struct net_plan *p, const uint8_t *images, size_t count)
         x[i] = (float)images[i] * (1.0f / 255.0f);
 }
 
+/* Seconds on a monotonic clock: only read when the network is being timed. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the time since *t0 to *slot and restarts the clock. Called only when the network is timed, so an
+ * untimed step pays one branch per layer. */
+static void lap(double *slot, double *t0)
+{
+    double t1 = now_s();
+    *slot += t1 - *t0;
+    *t0 = t1;
+}
+
 /* Runs every layer forward; returns the logits (n, classes) plain, or NULL on error. */
 static const float *forward(struct net *net, struct net_plan *p, const struct net_batch *b,
                             const struct step_ctx *ctx, struct error *err)
 {
     const struct model *m = &net->model;
+    struct net_timing *t = ctx->training ? net->timing : NULL;
+    double t0 = t ? now_s() : 0;
     load_images(p, b->images, (size_t)b->n * shape_size(&m->layers[0].out));
+    if (t)
+        lap(&t->fwd[0], &t0);
     dnnl_memory_t src = p->x_mem;
     for (int i = 1; i < m->n_layers; i++) {
         struct layer *l = &p->layers[i];
-        if (l->spec->ops->forward(l, ctx, src, err))
+        if (!l->absorbed && l->ops->forward(l, ctx, src, err))
             return NULL;
+        if (t) {
+            lap(&t->fwd[i], &t0);
+            t->absorbed[i] = (char)l->absorbed;
+        }
         src = l->dst;
     }
     dnnl_memory_t logits = dnn_reorder_run(&p->to_logits, src, &net->dnn, err);
+    if (t)
+        lap(&t->loss, &t0);
     return logits ? dnn_ptr(logits) : NULL;
 }
 
 static int backward(struct net *net, struct net_plan *p, const struct step_ctx *ctx, struct error *err)
 {
     const struct model *m = &net->model;
+    struct net_timing *t = net->timing;
+    double t0 = t ? now_s() : 0;
     int last = m->n_layers - 1;
     dnnl_memory_t diff = p->dlogits_mem;
     if (p->from_dlogits.prim) {
@@ -227,12 +277,18 @@ static int backward(struct net *net, struct net_plan *p, const struct step_ctx *
         if (!diff)
             return err->code;
     }
+    if (t)
+        lap(&t->loss, &t0);
     for (int i = last; i >= 1; i--) {
         struct layer *l = &p->layers[i];
         dnnl_memory_t src = i == 1 ? p->x_mem : p->layers[i - 1].dst;
-        int rc = l->spec->ops->backward(l, ctx, src, diff, err);
+        if (l->absorbed)
+            continue; /* diff is its output's gradient, which the kernel that ran it wants */
+        int rc = l->ops->backward(l, ctx, src, diff, err);
         if (rc)
             return rc;
+        if (t)
+            lap(&t->bwd[i], &t0);
         diff = l->diff_src;
     }
     return ERR_OK;
@@ -251,11 +307,16 @@ int net_train_batch(struct net *net, const struct net_batch *b, int global_batch
         return err->code;
     stats->loss_sum = 0;
     stats->correct = 0;
+    double t0 = net->timing ? now_s() : 0;
     rc = loss_softmax_xent(&p->loss, logits, b->labels, 1.0f / (float)global_batch, p->probs, p->dlogits,
                            &stats->loss_sum, &stats->correct, &net->dnn, err);
     if (rc)
         return rc;
-    return backward(net, p, &ctx, err);
+    if (net->timing)
+        lap(&net->timing->loss, &t0);
+    if ((rc = backward(net, p, &ctx, err)) == ERR_OK && net->timing)
+        net->timing->steps++;
+    return rc;
 }
 
 int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,

@@ -17,6 +17,16 @@
 
 struct net_plan;
 
+/* Wall time spent per layer, summed over the steps run while a network's `timing` points here (the bench).
+ * Indexed like model.layers; [0] (the Input) holds the scaling of the images. Seconds. */
+struct net_timing {
+    double fwd[MODEL_MAX_LAYERS];
+    double bwd[MODEL_MAX_LAYERS];
+    double loss;  /* softmax + cross-entropy and its gradient, with the reorders at the logits */
+    long steps;   /* training batches timed */
+    char absorbed[MODEL_MAX_LAYERS]; /* 1: the layer ran inside the one before it (a fused kernel) */
+};
+
 struct net {
     struct model model;
     struct dnn dnn;
@@ -24,6 +34,9 @@ struct net {
     float *params;  /* (n_params,) every layer's weights, Keras layout, back to back */
     float *grads;   /* (n_params + NET_GRAD_TAIL,) same layout, then the tail */
     struct net_plan *plans[NET_MAX_PLANS]; /* one per batch size seen, created on first use */
+    struct net_timing *timing; /* NULL (the default): no clock is read; else net_train_batch adds to it */
+    int no_fusion;             /* tests: plans made from now on apply every derivative where the layer is
+                                  (the reference the fused plans must match bit for bit) */
 };
 
 /* Builds the network for m (copied). Parameters are zero until net_init_params or a load. */

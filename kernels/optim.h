@@ -45,4 +45,7 @@ void optim_release(struct optim *o);
  *            p -= lr_t*m / (sqrt(v) + eps) */
 void optim_step(struct optim *o, float *params, const float *grads);
 
+/* Whether every x (n,) is finite: the check that keeps a diverged step away from the weights. */
+int optim_all_finite(const float *x, size_t n);
+
 #endif

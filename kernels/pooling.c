@@ -127,11 +127,22 @@ static int pool_infer(struct layer_spec *s, struct error *err)
     return ERR_OK;
 }
 
+/* A windowed pooling layer's primitives. */
+struct wpool_priv {
+    struct pool_prims prims;
+    dnnl_primitive_t relu_bwd; /* with relu_bwd_of_prev: diff_dst where dst > 0, else 0; NULL otherwise */
+    dnnl_memory_t masked;      /* its output, in l->dst_md */
+};
+
 static void pool_destroy(struct layer *l)
 {
-    struct pool_prims *p = l->priv;
+    struct wpool_priv *p = l->priv;
     if (p) {
-        pool_prims_release(p);
+        pool_prims_release(&p->prims);
+        if (p->relu_bwd)
+            dnnl_primitive_destroy(p->relu_bwd);
+        if (p->masked)
+            dnnl_memory_destroy(p->masked);
         free(p);
     }
     l->priv = NULL;
@@ -170,15 +181,23 @@ static int pool_create(struct layer *l, const struct dnn *d, int need_diff_src, 
     struct pool_geom g;
     l->priv = NULL;
     l->dst = l->diff_src = NULL;
-    struct pool_prims *p = calloc(1, sizeof *p);
+    struct wpool_priv *p = calloc(1, sizeof *p);
     if (!p)
         return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
     l->priv = p;
     pool_geometry(l->spec, alg, &g);
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&any, 4, dims, dnnl_f32, dnnl_format_tag_any));
-    if (pool_prims_create(p, &g, &l->src_md, &any, &l->dst_md, need_diff_src, d, err) != ERR_OK ||
+    if (pool_prims_create(&p->prims, &g, &l->src_md, &any, &l->dst_md, need_diff_src, d, err) != ERR_OK ||
         dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
         (need_diff_src && dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK))
+        goto fail;
+    if (l->relu_bwd_of_prev && alg != dnnl_pooling_max) {
+        error_set(err, ERR_INTERNAL, "%s: only max pooling commutes with the ReLU before it", l->spec->name);
+        goto fail;
+    }
+    if (l->relu_bwd_of_prev &&
+        (layer_eltwise_bwd_create(&p->relu_bwd, dnnl_eltwise_relu_use_dst_for_bwd, &l->dst_md, d, err) != ERR_OK ||
+         dnn_mem(&p->masked, &l->dst_md, d, NULL, err) != ERR_OK))
         goto fail;
     return ERR_OK;
 fail:
@@ -199,17 +218,29 @@ static int avg_create(struct layer *l, const struct dnn *d, int need_diff_src, s
 
 static int pool_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
 {
-    return pool_prims_forward(l->priv, src, l->dst, ctx->dnn, err);
+    struct wpool_priv *p = l->priv;
+    return pool_prims_forward(&p->prims, src, l->dst, ctx->dnn, err);
 }
 
-/* No parameters: only diff_src, and nothing at all for a layer created without it. */
+/* No parameters: only diff_src, and nothing at all for a layer created without it. With relu_bwd_of_prev the
+ * previous layer's ReLU derivative comes first: a pooled output is > 0 exactly when the input it was taken
+ * from is, so masking here gives what masking the 4x larger diff_src would. */
 static int pool_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
                          struct error *err)
 {
+    struct wpool_priv *p = l->priv;
     (void)src;
     if (!l->diff_src)
         return ERR_OK;
-    return pool_prims_backward(l->priv, diff_dst, l->diff_src, ctx->dnn, err);
+    if (p->relu_bwd) {
+        dnnl_exec_arg_t args[] = {
+            {DNNL_ARG_DST, l->dst}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, p->masked}};
+        int rc = dnn_exec(p->relu_bwd, ctx->dnn, 3, args, err);
+        if (rc != ERR_OK)
+            return rc;
+        diff_dst = p->masked;
+    }
+    return pool_prims_backward(&p->prims, diff_dst, l->diff_src, ctx->dnn, err);
 }
 
 static int pool_to_text(const struct layer_spec *s, char *buf, size_t size)

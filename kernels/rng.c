@@ -8,15 +8,19 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-uint64_t rng_hash4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+uint64_t rng_hash_first3(uint64_t a, uint64_t b, uint64_t c)
 {
     /* Each word goes through a full avalanche before the next is folded in, so nearby counters
      * (consecutive steps, samples, elements) give unrelated outputs. */
     const uint64_t g = 0x9e3779b97f4a7c15ULL;
     uint64_t h = mix64(a + g);
     h = mix64(h ^ (b + 2 * g));
-    h = mix64(h ^ (c + 3 * g));
-    return mix64(h ^ (d + 4 * g));
+    return mix64(h ^ (c + 3 * g));
+}
+
+uint64_t rng_hash4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    return rng_hash_last(rng_hash_first3(a, b, c), d);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -10,7 +10,8 @@
  * unless said. */
 struct weighted_rt {
     dnnl_primitive_t fwd;      /* forward_training with the activation as a post-op */
-    dnnl_primitive_t act_bwd;  /* eltwise backward from the forward dst; NULL for linear (and logits) */
+    dnnl_primitive_t act_bwd;  /* eltwise backward from the forward dst; NULL for linear (and logits), and
+                                  for a ReLU whose derivative the next layer applies (relu_bwd_in_next) */
     dnnl_primitive_t bwd_w;    /* backward_weights (and bias) */
     dnnl_primitive_t bwd_d;    /* backward_data; NULL when no diff_src is wanted */
     dnnl_memory_t w_slab;      /* the kernel in Keras layout (wei_md), over l->w (not owned data) */
@@ -134,30 +135,19 @@ fail:
     return err ? err->code : ERR_INTERNAL;
 }
 
-/* The activation's derivative, applied to diff_dst in place of a separate eltwise layer. */
+/* The activation's derivative, applied to diff_dst in place of a separate eltwise layer; nothing when the next
+ * layer applies it (relu_bwd_in_next). */
 static int create_act_bwd(struct layer *l, const struct dnn *d, enum activation act, struct error *err)
 {
     struct weighted_rt *rt = l->priv;
     dnnl_alg_kind_t alg = act_bwd_alg(act);
-    dnnl_eltwise_desc_t fd, bd;
-    dnnl_primitive_desc_t hint = NULL, pd = NULL;
-    if (alg == dnnl_alg_kind_undef)
+    if (alg == dnnl_alg_kind_undef || (act == ACT_RELU && l->relu_bwd_in_next))
         return ERR_OK;
-    /* oneDNN wants a forward descriptor of the same algorithm as a hint for the backward one. */
-    DNN_CHECK(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, &l->dst_md, 0.0f, 0.0f));
-    DNN_CHECK(dnnl_primitive_desc_create(&hint, &fd, NULL, d->engine, NULL));
-    DNN_CHECK(dnnl_eltwise_backward_desc_init(&bd, alg, &l->dst_md, &l->dst_md, 0.0f, 0.0f));
-    DNN_CHECK(dnnl_primitive_desc_create(&pd, &bd, NULL, d->engine, hint));
-    DNN_CHECK(dnnl_primitive_create(&rt->act_bwd, pd));
+    if (layer_eltwise_bwd_create(&rt->act_bwd, alg, &l->dst_md, d, err) != ERR_OK)
+        return err ? err->code : ERR_INTERNAL;
     DNN_CHECK(dnnl_memory_create(&rt->ddst_act, &l->dst_md, d->engine, DNNL_MEMORY_ALLOCATE));
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_desc_destroy(hint);
     return ERR_OK;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (hint)
-        dnnl_primitive_desc_destroy(hint);
     return err ? err->code : ERR_INTERNAL;
 }
 

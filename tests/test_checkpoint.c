@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -717,6 +718,13 @@ static void test_failed_writes(void **state)
         assert_write_fails(path, net, "Permission denied");
         assert_int_equal(chmod(tmpdir, 0700), 0);
     }
+
+    /* Non-finite weights (a diverged run) are never written, and leave the file as it was. */
+    float kept = net->params[1];
+    net->params[1] = NAN;
+    assert_int_equal(checkpoint_write(path, net, NULL, NULL, &err), ERR_DIVERGED);
+    assert_msg(&err, "not written: the weights are not finite");
+    net->params[1] = kept;
 
     char *after = slurp(path, &size1);
     assert_int_equal(size1, size0);

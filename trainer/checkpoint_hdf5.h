@@ -5,12 +5,6 @@
 
 #include <hdf5.h>
 
-/* HDF5 prints its error stack to stderr by default; the user must see only our one line. */
-static inline void hdf5_quiet(void)
-{
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
 /* Closes *id when it is open and marks it closed, so that cleanup paths can call it on every id. */
 static inline void close_id(hid_t *id, herr_t (*close)(hid_t))
 {

@@ -4,33 +4,19 @@
 
 #include "checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "checkpoint_hdf5.h"
+#include "h5file.h"
 
 /* Strings read from an attribute (layer_names, weight_names). */
 struct strlist {
     int n;
     char **v;
 };
-
-/* Still locks, but does not fail on file systems (NFS, Lustre) where locking is disabled. */
-static hid_t file_access_list(void)
-{
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    if (fapl >= 0)
-        H5Pset_file_locking(fapl, 1, 1);
-#endif
-    return fapl;
-}
 
 static void strlist_free(struct strlist *l)
 {
@@ -51,32 +37,6 @@ static void shape_text(char *buf, size_t size, int rank, const hsize_t *dims)
 }
 
 /* ---- opening, attributes --------------------------------------------------------------------------------- */
-
-/* Tells "no such file" and "not HDF5" apart, and catches damage HDF5 finds on opening. */
-static int open_file(const char *path, hid_t *file, struct error *err)
-{
-    struct stat sb;
-    *file = H5I_INVALID_HID;
-    hdf5_quiet();
-    if (stat(path, &sb) != 0)
-        return error_set(err, errno == ENOENT || errno == ENOTDIR ? ERR_INPUT : ERR_IO, "%s: %s", path,
-                         strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return error_set(err, ERR_INPUT, "%s: is a directory, not an HDF5 file", path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return error_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    close(fd);
-    if (H5Fis_hdf5(path) <= 0)
-        return error_set(err, ERR_INPUT, "%s: not an HDF5 file", path);
-    hid_t fapl = file_access_list();
-    *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    close_id(&fapl, H5Pclose);
-    /* The signature was there, so the rest is damaged: most often a copy cut short. */
-    if (*file < 0)
-        return error_set(err, ERR_INPUT, "%s: damaged or truncated HDF5 file", path);
-    return ERR_OK;
-}
 
 static int has_link(hid_t obj, const char *name)
 {
@@ -215,7 +175,7 @@ done:
 
 static int open_checked(const char *path, hid_t *file, struct error *err)
 {
-    int rc = open_file(path, file, err);
+    int rc = h5file_open_read(path, file, err);
     if (rc == ERR_OK && (rc = check_version(*file, path, err)))
         close_id(file, H5Fclose);
     return rc;

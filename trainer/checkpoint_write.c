@@ -1,19 +1,17 @@
 /* checkpoint_write.c: checkpoint_write: a Keras 2 full-model HDF5 file (model_config, training_config,
- * /model_weights) plus /trainer, built in memory and written atomically. */
+ * /model_weights) plus /trainer, built in memory and written atomically (h5file.h). */
 #define _POSIX_C_SOURCE 200809L
 
 #include "checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "checkpoint_hdf5.h"
+#include "h5file.h"
 
 /* What the files claim to be: the Keras whose layout they follow (2.1.6 reads and writes this layout). */
 #define KERAS_VERSION "2.1.6"
@@ -294,125 +292,37 @@ static int write_trainer(struct writer *w, const struct net *net, const struct o
     return bad ? -1 : 0;
 }
 
-/* The file is built in memory (HDF5's core driver, no backing store) and written out with plain write()
- * calls: a full disk then fails a write() with its errno, never HDF5's close, which leaves the file open
- * and crashes the library at exit when the disk refuses its metadata. */
-static int create_in_memory(struct writer *w, const char *name)
+/* Fills the in-memory file. */
+static int build(struct writer *w, const struct net *net, const struct optim *opt,
+                 const struct checkpoint_state *st)
 {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
-        (w->file = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
-        writer_fail(w);
-    close_id(&fapl, H5Pclose);
-    return w->file < 0 ? -1 : 0;
-}
-
-/* The finished file's bytes (malloc'd into *image); closes the in-memory file. */
-static int take_image(struct writer *w, void **image, size_t *size)
-{
-    ssize_t n = -1;
-    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || (n = H5Fget_file_image(w->file, NULL, 0)) <= 0)
-        return writer_fail(w);
-    if (!(*image = malloc((size_t)n))) {
-        snprintf(w->why, sizeof w->why, "out of memory for %zd bytes", n);
-        return -1;
-    }
-    *size = (size_t)n;
-    if (H5Fget_file_image(w->file, *image, (size_t)n) != n || H5Fclose(w->file) < 0)
-        return writer_fail(w);
-    w->file = H5I_INVALID_HID;
-    return 0;
-}
-
-/* All of buf, then fsync: without it a crash after rename() could leave PATH naming a file whose blocks
- * never arrived. */
-static int write_all(struct writer *w, int fd, const char *buf, size_t size)
-{
-    while (size > 0) {
-        ssize_t n = write(fd, buf, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(w->why, sizeof w->why, "%s", n < 0 ? strerror(errno) : "short write");
-            return -1;
-        }
-        buf += n;
-        size -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        snprintf(w->why, sizeof w->why, "%s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* Makes the rename itself durable. Best effort: some file systems refuse fsync on a directory. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Builds the whole file into *image. */
-static int build(struct writer *w, const char *tmp, const struct net *net, const struct optim *opt,
-                 const struct checkpoint_state *st, void **image, size_t *size)
-{
-    if (create_in_memory(w, tmp) || write_root(w, &net->model, opt) || write_weights(w, net) ||
-        write_trainer(w, net, opt, st) || take_image(w, image, size))
+    if (write_root(w, &net->model, opt) || write_weights(w, net) || write_trainer(w, net, opt, st))
         return -1;
     return 0;
 }
 
+/* Written whole or not at all (h5file.h): built in memory, then a temporary file, fsync, rename. */
 int checkpoint_write(const char *path, const struct net *net, const struct optim *opt,
                      const struct checkpoint_state *st, struct error *err)
 {
+    struct h5file_writer out;
     struct writer w = {.file = H5I_INVALID_HID};
-    size_t len = strlen(path) + 32, size = 0;
-    char *tmp = malloc(len);
-    void *image = NULL;
-    int fd = -1, created = 0;
-    if (!tmp)
-        return error_set(err, ERR_INTERNAL, "%s: out of memory", path);
-    if (opt && opt->n != net->n_params) {
-        free(tmp);
+    int rc;
+    if (opt && opt->n != net->n_params)
         return error_set(err, ERR_INTERNAL, "%s: optimizer has %zu parameters, the network %zu", path, opt->n,
                          net->n_params);
+    /* SPEC: nothing non-finite is ever written. The loop stops at a non-finite loss or gradient, but an update
+     * can still overflow; this is the last check, and costs one pass over the slabs. */
+    if (!optim_all_finite(net->params, net->n_params) ||
+        (opt && !optim_all_finite(opt->slots, opt->n * (size_t)opt->n_slots)))
+        return error_set(err, ERR_DIVERGED, "%s: not written: the weights are not finite (training diverged; try "
+                                            "a lower --lr)", path);
+    if ((rc = h5file_create(&out, path, (size_t)1 << 20, "checkpoint", err)))
+        return rc;
+    w.file = out.file;
+    if (build(&w, net, opt, st)) {
+        h5file_discard(&out);
+        return error_set(err, ERR_IO, "%s: cannot write checkpoint: %s", path, w.why);
     }
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    hdf5_quiet();
-    /* O_TRUNC, not O_EXCL: a temporary left by a killed run with the same pid (usual in containers) must
-     * not block every later checkpoint. Opened first so that an unwritable directory fails fast. */
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666)) < 0) {
-        snprintf(w.why, sizeof w.why, "%s", strerror(errno));
-        goto fail;
-    }
-    created = 1;
-    if (build(&w, tmp, net, opt, st, &image, &size) || write_all(&w, fd, image, size))
-        goto fail;
-    /* close() is checked too: NFS reports some write errors only there. */
-    int closed = close(fd);
-    fd = -1;
-    if (closed != 0 || rename(tmp, path) != 0) {
-        snprintf(w.why, sizeof w.why, "%s", strerror(errno));
-        goto fail;
-    }
-    sync_parent_dir(path);
-    free(image);
-    free(tmp);
-    return ERR_OK;
-fail:
-    close_id(&w.file, H5Fclose);
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        unlink(tmp);
-    free(image);
-    free(tmp);
-    return error_set(err, ERR_IO, "%s: cannot write checkpoint: %s", path, w.why);
+    return h5file_commit(&out, err);
 }

@@ -1,6 +1,7 @@
 /* cli.c: option parsing and error printing shared by the commands. */
 #include "cli.h"
 #include "dist.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,12 +15,19 @@ static int rank_;
 void cli_set_rank(int rank) { rank_ = rank; }
 int cli_is_root(void) { return rank_ == 0; }
 
-void cli_print_error(const struct error *e) { fprintf(stderr, "trainer: error: %s\n", e->msg); }
+void cli_print_error(const struct error *e)
+{
+    progress_interrupt();
+    fprintf(stderr, "trainer: error: %s\n", e->msg);
+}
 
 int cli_agree(int rc, const struct error *err)
 {
     int first = 0;
     int worst = dist_agree(rc, &first);
+    /* Rank 0's bar must not share its line with another rank's message. */
+    if (worst)
+        progress_interrupt();
     if (worst && first == dist_rank()) {
         cli_print_error(err);
         fflush(stderr);
@@ -100,6 +108,16 @@ const char *cli_closest(const char *s, const char *const *choices)
     return best_d <= limit ? best : NULL;
 }
 
+/* How many long option names start with `prefix` (getopt_long takes any unique prefix). */
+static int prefix_matches(const char *prefix, const struct option *longopts)
+{
+    int n = 0;
+    for (int i = 0; longopts[i].name; i++)
+        n += strncmp(longopts[i].name, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+/* An unknown long option: ambiguous prefix, a typo of a real one, or neither. */
 static void suggest_option(const char *cmd, const char *arg, const struct option *longopts)
 {
     const char *names[64];
@@ -112,11 +130,34 @@ static void suggest_option(const char *cmd, const char *arg, const struct option
     char *eq = strchr(name, '=');
     if (eq)
         *eq = '\0';
+    if (*name && prefix_matches(name, longopts) > 1) {
+        char list[256];
+        size_t at = 0;
+        for (int i = 0; longopts[i].name && at < sizeof list; i++)
+            if (strncmp(longopts[i].name, name, strlen(name)) == 0)
+                at += (size_t)snprintf(list + at, sizeof list - at, "%s--%s", at ? ", " : "", longopts[i].name);
+        cli_usage(cmd, "ambiguous option '--%s' (%s)", name, list);
+        return;
+    }
     const char *near = cli_closest(name, names);
     if (near)
         cli_usage(cmd, "unknown option '%s' (did you mean '--%s'?)", arg, near);
     else
         cli_usage(cmd, "unknown option '%s'", arg);
+}
+
+/* A long option that is not one, or a valid one given "=VALUE" although it takes none. */
+static void bad_long_option(const char *cmd, const char *word, const struct option *longopts)
+{
+    const char *eq = strchr(word, '=');
+    if (eq)
+        for (int i = 0; longopts[i].name; i++)
+            if (longopts[i].has_arg == no_argument && strlen(longopts[i].name) == (size_t)(eq - word - 2) &&
+                strncmp(longopts[i].name, word + 2, (size_t)(eq - word - 2)) == 0) {
+                cli_usage(cmd, "option '--%s' takes no value", longopts[i].name);
+                return;
+            }
+    suggest_option(cmd, word, longopts);
 }
 
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts)
@@ -127,13 +168,20 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, co
     opterr = 0;
     int c = getopt_long(argc, argv, opts, longopts, NULL);
     if (c == '?') {
-        const char *arg = argv[optind - 1];
         if (rank_ != 0)
-        return '?';
-    if (optopt && !(arg[0] == '-' && arg[1] == '-'))
-            cli_usage(cmd, "unknown option '-%c'", optopt);
+            return '?';
+        /* getopt stays on a word of short options ("-epochs" is -e -p -o ...) until its last letter, so the
+         * word at fault is argv[optind] while inside one, else the one before. */
+        const char *word = argv[optind - 1];
+        if (optopt > 0 && optopt < 256 && optind < argc && argv[optind][0] == '-' && argv[optind][1] != '-' &&
+            strchr(argv[optind] + 1, optopt))
+            word = argv[optind];
+        if (word[0] == '-' && word[1] == '-')
+            bad_long_option(cmd, word, longopts);
+        else if (word[0] == '-' && word[1] && word[2])
+            suggest_option(cmd, word, longopts); /* "-epochs": a long option with one dash */
         else
-            suggest_option(cmd, arg, longopts);
+            cli_usage(cmd, "unknown option '-%c'", optopt);
         return '?';
     }
     if (c == ':') {

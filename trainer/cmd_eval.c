@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <jansson.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -14,6 +15,7 @@
 #include "dataset.h"
 #include "dist.h"
 #include "evaluate.h"
+#include "h5file.h"
 #include "net.h"
 
 static const char eval_usage[] =
@@ -81,7 +83,8 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
     if (rc)
         return rc;
     if (optind < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+        return cli_usage(cmd, "unexpected argument '%s' (files go after their options: --checkpoint C.h5 "
+                              "--data D.h5%s)", argv[optind], predict ? " -o P.h5" : "");
     if (!o->checkpoint || !o->data || (predict && !o->output))
         return cli_usage(cmd, predict ? "--checkpoint, --data and -o are required"
                                       : "--checkpoint and --data are required");
@@ -134,51 +137,130 @@ static const char *class_name(const struct dataset *ds, int k, char *buf, size_t
     return buf;
 }
 
+/* Samples of true class i. */
+static int64_t row_total(const struct eval_result *r, int k, int i)
+{
+    int64_t t = 0;
+    for (int j = 0; j < k; j++)
+        t += r->confusion[i * k + j];
+    return t;
+}
+
+/* The class that samples of class i are most often wrongly predicted as; -1 when none is wrong. */
+static int most_confused(const struct eval_result *r, int k, int i)
+{
+    const int64_t *row = r->confusion + (size_t)i * k;
+    int worst = -1;
+    for (int j = 0; j < k; j++)
+        if (j != i && row[j] > 0 && (worst < 0 || row[j] > row[worst]))
+            worst = j;
+    return worst;
+}
+
+/* One JSON object on one line, for scripts (`jq .accuracy`). A class without samples has accuracy null. */
 static void print_json(const struct eval_opts *o, const struct dataset *ds, const struct eval_result *r, int k)
 {
     char buf[32];
-    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"samples\": %lld, \"loss\": %.6f, \"accuracy\": %.6f, "
-           "\"classes\": [",
-           o->checkpoint, o->data, (long long)r->count, r->loss, r->acc);
-    for (int i = 0; i < k; i++)
-        printf("%s\"%s\"", i ? ", " : "", class_name(ds, i, buf, sizeof buf));
-    printf("], \"confusion\": [");
+    json_t *root = json_object(), *names = json_array(), *per = json_array(), *conf = json_array();
+    json_object_set_new(root, "checkpoint", json_string(o->checkpoint));
+    json_object_set_new(root, "data", json_string(o->data));
+    json_object_set_new(root, "samples", json_integer(r->count));
+    json_object_set_new(root, "loss", json_real(r->loss));
+    json_object_set_new(root, "accuracy", json_real(r->acc));
     for (int i = 0; i < k; i++) {
-        printf("%s[", i ? ", " : "");
+        int64_t total = row_total(r, k, i), right = r->confusion[i * k + i];
+        json_t *row = json_array();
+        json_array_append_new(names, json_string(class_name(ds, i, buf, sizeof buf)));
+        json_array_append_new(per, json_pack("{s:s, s:o, s:I, s:I}", "class", class_name(ds, i, buf, sizeof buf),
+                                             "accuracy", total ? json_real((double)right / (double)total)
+                                                               : json_null(),
+                                             "correct", (json_int_t)right, "samples", (json_int_t)total));
         for (int j = 0; j < k; j++)
-            printf("%s%lld", j ? ", " : "", (long long)r->confusion[i * k + j]);
-        printf("]");
+            json_array_append_new(row, json_integer(r->confusion[i * k + j]));
+        json_array_append_new(conf, row);
     }
-    printf("]}\n");
+    json_object_set_new(root, "classes", names);
+    json_object_set_new(root, "per_class", per);
+    json_object_set_new(root, "confusion", conf);
+    /* Ten significant digits: the float32 sums carry no more, and 0.8876 stays 0.8876. */
+    json_dumpf(root, stdout, JSON_REAL_PRECISION(10));
+    putchar('\n');
+    json_decref(root);
+}
+
+static int digits(int64_t v)
+{
+    int d = 1;
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+static void print_per_class(const struct dataset *ds, const struct eval_result *r, int k, int width)
+{
+    char buf[32], pct[32];
+    printf("\nper-class accuracy:\n  %-*s %8s %15s   %s\n", width, "class", "accuracy", "correct/samples",
+           "most often mistaken for");
+    for (int i = 0; i < k; i++) {
+        int64_t total = row_total(r, k, i), right = r->confusion[i * k + i];
+        int worst = most_confused(r, k, i);
+        char counts[48];
+        snprintf(counts, sizeof counts, "%lld/%lld", (long long)right, (long long)total);
+        if (total)
+            snprintf(pct, sizeof pct, "%.4f", (double)right / (double)total);
+        else
+            snprintf(pct, sizeof pct, "-");
+        printf("  %-*s %8s %15s", width, class_name(ds, i, buf, sizeof buf), pct, counts);
+        if (worst >= 0)
+            printf("   %s (%lld)", class_name(ds, worst, buf, sizeof buf), (long long)r->confusion[i * k + worst]);
+        printf("\n");
+    }
+}
+
+/* Rows are labelled "index name", columns by index only, so that ten long names still fit in 80 columns;
+ * names past 24 characters are cut there (the per-class table above shows them whole). */
+static void print_confusion(const struct dataset *ds, const struct eval_result *r, int k, int width)
+{
+    enum { MAX_NAME = 24 };
+    char buf[32], name[MAX_NAME + 1];
+    width = width < MAX_NAME ? width : MAX_NAME;
+    int64_t max = 0;
+    for (int i = 0; i < k * k; i++)
+        max = r->confusion[i] > max ? r->confusion[i] : max;
+    int cell = (digits(max) > digits(k - 1) ? digits(max) : digits(k - 1)) + 2, idx = digits(k - 1);
+    printf("\nconfusion matrix (rows: true class, columns: predicted class):\n  %*s %-*s", idx, "", width, "");
+    for (int j = 0; j < k; j++)
+        printf("%*d", cell, j);
+    printf("\n");
+    for (int i = 0; i < k; i++) {
+        const char *full = class_name(ds, i, buf, sizeof buf);
+        size_t len = strlen(full);
+        if (len > MAX_NAME) {
+            memcpy(name, full, MAX_NAME - 2);
+            memcpy(name + MAX_NAME - 2, "..", 3);
+        } else
+            memcpy(name, full, len + 1);
+        printf("  %*d %-*s", idx, i, width, name);
+        for (int j = 0; j < k; j++)
+            printf("%*lld", cell, (long long)r->confusion[i * k + j]);
+        printf("\n");
+    }
 }
 
 static void print_tables(const struct eval_opts *o, const struct dataset *ds, const struct eval_result *r, int k)
 {
     char buf[32];
-    int width = 5;
+    int width = 5; /* "class" */
     for (int i = 0; i < k; i++) {
         int len = (int)strlen(class_name(ds, i, buf, sizeof buf));
         width = len > width ? len : width;
     }
-    printf("%s on %s: %lld samples\nloss: %.4f - accuracy: %.4f\n\nper-class accuracy:\n", o->checkpoint,
-           o->data, (long long)r->count, r->loss, r->acc);
-    for (int i = 0; i < k; i++) {
-        int64_t total = 0;
-        for (int j = 0; j < k; j++)
-            total += r->confusion[i * k + j];
-        printf("  %-*s %6.4f  (%lld)\n", width, class_name(ds, i, buf, sizeof buf),
-               total ? (double)r->confusion[i * k + i] / (double)total : 0.0, (long long)total);
-    }
-    printf("\nconfusion matrix (rows: true class, columns: predicted):\n  %-*s", width, "");
-    for (int j = 0; j < k; j++)
-        printf(" %6d", j);
-    printf("\n");
-    for (int i = 0; i < k; i++) {
-        printf("  %-*s", width, class_name(ds, i, buf, sizeof buf));
-        for (int j = 0; j < k; j++)
-            printf(" %6lld", (long long)r->confusion[i * k + j]);
-        printf("\n");
-    }
+    printf("%s on %s: %lld samples\nloss: %.4f - accuracy: %.4f\n", o->checkpoint, o->data, (long long)r->count,
+           r->loss, r->acc);
+    print_per_class(ds, r, k, width);
+    print_confusion(ds, r, k, width);
 }
 
 int cmd_eval(int argc, char **argv)
@@ -202,8 +284,14 @@ int cmd_eval(int argc, char **argv)
         int k = net->model.n_classes;
         struct eval_result r = {0, 0, 0, calloc((size_t)k * k, sizeof(int64_t))};
         rc = evaluate(net, &ds, 0, ds.n, (int)o.batch, &r, &err);
-        if (rc == ERR_OK && dist_rank() == 0)
+        if (rc == ERR_OK && dist_rank() == 0) {
             (o.json ? print_json : print_tables)(&o, &ds, &r, k);
+            /* A full disk or a closed pipe must not look like success to a script. */
+            if (fflush(stdout) != 0 || ferror(stdout)) {
+                rc = error_set(&err, ERR_IO, "cannot write the results to stdout");
+                cli_print_error(&err);
+            }
+        }
         free(r.confusion);
     }
     net_destroy(net);
@@ -213,15 +301,27 @@ int cmd_eval(int argc, char **argv)
     return rc;
 }
 
-/* Writes /probabilities and /predictions to a temporary file beside path, then renames it over path. */
+/* A float32 or int32 array /NAME of the given shape, written whole. */
+static int put_array(hid_t file, const char *name, int rank, const hsize_t *dims, hid_t ftype, hid_t mtype,
+                     const void *data)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL), d = H5I_INVALID_HID;
+    int bad = sp < 0 || (d = H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return bad ? -1 : 0;
+}
+
+/* Writes /probabilities and /predictions whole or not at all (h5file.h): HDF5 writing to the disk itself
+ * reported success on a full disk and left a file with holes. */
 static int write_predictions(const char *path, const float *probs, int64_t n, int k, struct error *err)
 {
-    char tmp[1100];
-    int rc = ERR_OK;
-    hid_t f = -1, sp = -1, d = -1;
+    struct h5file_writer out;
     int32_t *pred = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int rc;
     if (!pred)
         return error_set(err, ERR_INTERNAL, "out of memory");
     for (int64_t i = 0; i < n; i++) {
@@ -232,43 +332,15 @@ static int write_predictions(const char *path, const float *probs, int64_t n, in
         pred[i] = best;
     }
     hsize_t dims[2] = {(hsize_t)n, (hsize_t)k};
-    if ((f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-        rc = error_set(err, ERR_IO, "%s: cannot create", path);
-        goto done;
-    }
-    if ((sp = H5Screate_simple(2, dims, NULL)) < 0 ||
-        (d = H5Dcreate2(f, "probabilities", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, probs) < 0)
-        goto io_fail;
-    H5Dclose(d);
-    H5Sclose(sp);
-    d = sp = -1;
-    if ((sp = H5Screate_simple(1, dims, NULL)) < 0 ||
-        (d = H5Dcreate2(f, "predictions", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, pred) < 0)
-        goto io_fail;
-    H5Dclose(d);
-    H5Sclose(sp);
-    d = sp = -1;
-    if (H5Fclose(f) < 0) {
-        f = -1;
-        goto io_fail;
-    }
-    f = -1;
-    if (rename(tmp, path) != 0)
-        goto io_fail;
-    goto done;
-io_fail:
-    rc = error_set(err, ERR_IO, "%s: cannot write predictions", path);
-    remove(tmp);
-done:
-    if (d >= 0)
-        H5Dclose(d);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (f >= 0) {
-        H5Fclose(f);
-        remove(tmp);
+    size_t bytes = (size_t)n * ((size_t)k * sizeof(float) + sizeof(int32_t));
+    if ((rc = h5file_create(&out, path, bytes + (1 << 16), "predictions", err)) == ERR_OK) {
+        if (put_array(out.file, "probabilities", 2, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, probs) ||
+            put_array(out.file, "predictions", 1, dims, H5T_STD_I32LE, H5T_NATIVE_INT32, pred)) {
+            h5file_discard(&out);
+            rc = error_set(err, ERR_INTERNAL, "%s: cannot build the file in memory (out of memory?)", path);
+        } else {
+            rc = h5file_commit(&out, err);
+        }
     }
     free(pred);
     return rc;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -41,6 +42,18 @@ static int split_names(char *buf, const char **names)
     for (char *tok = strtok(buf, ","); tok && n < MAX_NAMES; tok = strtok(NULL, ","))
         names[n++] = tok;
     return n;
+}
+
+/* Debian's dataset-fashion-mnist installs the IDX files under /usr/share/datasets/fashion-mnist/: when that
+ * directory is missing, the error says which package to install. */
+static void missing_package_hint(struct error *err, const char *images, const char *labels)
+{
+    static const char dir[] = "/usr/share/datasets/fashion-mnist/";
+    if ((strncmp(images, dir, sizeof dir - 1) == 0 || strncmp(labels, dir, sizeof dir - 1) == 0) &&
+        access(dir, F_OK) != 0) {
+        size_t len = strlen(err->msg);
+        snprintf(err->msg + len, sizeof err->msg - len, " (install Debian's package dataset-fashion-mnist)");
+    }
 }
 
 static int import_idx_cmd(int argc, char **argv)
@@ -85,6 +98,7 @@ static int import_idx_cmd(int argc, char **argv)
     struct error err = {0};
     int64_t n = 0;
     if (import_idx(images, labels, out, names, n_names, &n, &err)) {
+        missing_package_hint(&err, images, labels);
         cli_print_error(&err);
         return err.code;
     }
@@ -130,5 +144,12 @@ int cmd_import(int argc, char **argv)
         return import_idx_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "cifar10") == 0)
         return import_cifar_cmd(argc - 1, argv + 1);
+    static const char *const formats[] = {"idx", "cifar10", NULL};
+    const char *near = cli_closest(argv[1], formats);
+    if (argv[1][0] == '-')
+        return cli_usage("import", "the format comes first: 'trainer import idx --images ...' or "
+                                   "'trainer import cifar10 FILE.bin ... -o OUT.h5'");
+    if (near)
+        return cli_usage("import", "unknown format '%s' (did you mean '%s'?)", argv[1], near);
     return cli_usage("import", "unknown format '%s' (expected idx or cifar10)", argv[1]);
 }

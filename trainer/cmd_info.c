@@ -1,30 +1,37 @@
 /* cmd_info.c: `trainer info FILE.h5`: what a dataset, a checkpoint or a Keras model file holds. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
+#include <jansson.h>
 
 #include "checkpoint.h"
 #include "cli.h"
 #include "commands.h"
 #include "dataset.h"
+#include "h5file.h"
 #include "model.h"
+#include "summary.h"
 
 static const char usage_text[] =
     "usage: trainer info FILE.h5\n\n"
-    "Describes an HDF5 dataset (shape, count, class names, samples per class), a trainer checkpoint or a\n"
-    "Keras full-model file (layers, output shapes, parameters), saying which kind it found.\n";
+    "Says which kind of file FILE.h5 is and describes it:\n"
+    "  a dataset            image shape, sample count, class names and samples per class\n"
+    "  a trainer checkpoint the model (Keras-like summary), optimizer, epochs and steps done, global batch,\n"
+    "                       seed and the number of ranks that wrote it\n"
+    "  a Keras model file   the model, the Keras version and the optimizer it was compiled with\n\n"
+    "  -h, --help           this help\n";
 
 enum kind { KIND_UNKNOWN, KIND_DATASET, KIND_CHECKPOINT, KIND_KERAS };
 
 static enum kind detect(const char *path)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (H5Fis_hdf5(path) <= 0)
-        return KIND_UNKNOWN;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
+    /* h5file_open_read, not H5Fis_hdf5: that would wait forever on a pipe. Its error is said again below. */
+    struct error ignored;
+    hid_t f;
+    if (h5file_open_read(path, &f, &ignored))
         return KIND_UNKNOWN;
     enum kind k = KIND_UNKNOWN;
     if (H5Lexists(f, "trainer", H5P_DEFAULT) > 0)
@@ -43,7 +50,7 @@ static int info_dataset(const char *path, struct error *err)
     int rc = dataset_open(&ds, path, err);
     if (rc)
         return rc;
-    int classes = ds.n_class_names ? ds.n_class_names : 0, max_label = -1;
+    int classes = ds.n_class_names, max_label = -1;
     int slots = classes > 0 ? classes : DATASET_MAX_CLASSES;
     int64_t *counts = calloc((size_t)slots, sizeof(int64_t));
     if (!counts) {
@@ -52,36 +59,118 @@ static int info_dataset(const char *path, struct error *err)
     }
     rc = dataset_label_counts(&ds, counts, slots, &max_label, err);
     if (rc == ERR_OK) {
+        char n[32];
+        int width = 5; /* "class" */
         if (!classes)
-            classes = max_label + 1;
-        printf("%s: dataset\n  images: %lld x %d x %d x %d uint8 (N, H, W, C)\n  classes: %d\n", path,
-               (long long)ds.n, ds.h, ds.w, ds.c, classes);
+            classes = max_label + 1 < slots ? max_label + 1 : slots;
+        for (int k = 0; k < ds.n_class_names; k++)
+            width = (int)strlen(ds.class_names[k]) > width ? (int)strlen(ds.class_names[k]) : width;
+        printf("%s: dataset\n", path);
+        printf("  images:  %lld x %d x %d x %d uint8 (N, H, W, C)\n", (long long)ds.n, ds.h, ds.w, ds.c);
+        printf("  classes: %d%s\n\n", classes, ds.n_class_names ? "" : " (no class_names attribute: labels only)");
+        printf("  %5s  %-*s %10s %7s\n", "label", width, "class", "samples", "share");
         for (int k = 0; k < classes; k++)
-            printf("    %2d  %-20s %8lld\n", k, k < ds.n_class_names ? ds.class_names[k] : "",
-                   (long long)counts[k]);
+            printf("  %5d  %-*s %10s %6.1f%%\n", k, width, k < ds.n_class_names ? ds.class_names[k] : "",
+                   summary_count(n, sizeof n, counts[k]), 100.0 * (double)counts[k] / (double)ds.n);
+        printf("  %5s  %-*s %10s\n", "", width, "total", summary_count(n, sizeof n, ds.n));
+        /* The trainer rejects such labels when it reads them: say so before a run does. */
+        if (ds.n_class_names && max_label >= ds.n_class_names)
+            printf("  warning: labels go up to %d but there are only %d class names\n", max_label,
+                   ds.n_class_names);
     }
     free(counts);
     dataset_close(&ds);
     return rc;
 }
 
-static void print_summary(const struct model *m)
+/* A root string attribute (variable or fixed length, as h5py writes either), malloc'd; NULL if absent. */
+static char *root_string(const char *path, const char *name)
 {
-    printf("  %-28s %-20s %10s\n", "Layer (type)", "Output Shape", "Param #");
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct layer_spec *s = &m->layers[i];
-        char name[80], shape[48];
-        size_t params = 0;
-        for (int p = 0; p < s->n_params; p++)
-            params += s->params[p].size;
-        snprintf(name, sizeof name, "%s (%s)", s->name, s->ops->name);
-        if (s->out.rank == 3)
-            snprintf(shape, sizeof shape, "(None, %d, %d, %d)", s->out.h, s->out.w, s->out.c);
-        else
-            snprintf(shape, sizeof shape, "(None, %d)", s->out.c);
-        printf("  %-28s %-20s %10zu\n", name, shape, params);
+    char *out = NULL;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), a = -1, t = -1, mt = -1;
+    if (f < 0)
+        return NULL;
+    if (H5Aexists(f, name) <= 0 || (a = H5Aopen(f, name, H5P_DEFAULT)) < 0 || (t = H5Aget_type(a)) < 0 ||
+        H5Tget_class(t) != H5T_STRING || (mt = H5Tcopy(H5T_C_S1)) < 0)
+        goto done;
+    if (H5Tis_variable_str(t) > 0) {
+        char *v = NULL;
+        H5Tset_size(mt, H5T_VARIABLE);
+        if (H5Aread(a, mt, &v) >= 0 && v) {
+            out = malloc(strlen(v) + 1);
+            if (out)
+                strcpy(out, v);
+            H5free_memory(v);
+        }
+    } else {
+        size_t n = H5Tget_size(t);
+        H5Tset_size(mt, n);
+        out = calloc(n + 1, 1);
+        if (out && H5Aread(a, mt, out) < 0) {
+            free(out);
+            out = NULL;
+        }
     }
-    printf("  Total params: %zu\n", m->n_params);
+done:
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Fclose(f);
+    return out;
+}
+
+/* "Adam (lr 0.001, beta_1 0.9, ...)" from a Keras training_config, as far as it says. */
+static void print_keras_optimizer(const char *training_config)
+{
+    json_t *root = training_config ? json_loads(training_config, 0, NULL) : NULL;
+    json_t *oc = json_object_get(root, "optimizer_config");
+    const char *cls = json_string_value(json_object_get(oc, "class_name"));
+    json_t *conf = json_object_get(oc, "config");
+    if (!cls) {
+        printf("Optimizer:  none recorded (the model was saved uncompiled)\n");
+        json_decref(root);
+        return;
+    }
+    printf("Optimizer:  %s", cls);
+    const char *key, *sep = " (";
+    json_t *v;
+    json_object_foreach(conf, key, v)
+    {
+        /* Keras stores float32 values in doubles (0.0010000000474974513): %g shows what was meant. */
+        if (json_is_number(v))
+            printf("%s%s %g", sep, key, json_number_value(v));
+        else if (json_is_boolean(v))
+            printf("%s%s %s", sep, key, json_is_true(v) ? "true" : "false");
+        else if (json_is_string(v))
+            printf("%s%s %s", sep, key, json_string_value(v));
+        else
+            continue;
+        sep = ", ";
+    }
+    printf("%s\n", *sep == ',' ? ")" : "");
+    const char *loss = json_string_value(json_object_get(root, "loss"));
+    if (loss)
+        printf("Loss:       %s\n", loss);
+    json_decref(root);
+}
+
+static void print_state(const struct checkpoint_state *st)
+{
+    char a[32], b[32], opt[160];
+    printf("Optimizer:  %s\n", summary_optimizer(opt, sizeof opt, &st->optim));
+    printf("Trained:    %lld epoch%s", (long long)st->epoch, st->epoch == 1 ? "" : "s");
+    if (st->epoch_step)
+        printf(" and %lld batch%s of epoch %lld", (long long)st->epoch_step, st->epoch_step == 1 ? "" : "es",
+               (long long)st->epoch + 1);
+    printf(", %s steps (global batch %s, seed %llu)\n", summary_count(a, sizeof a, st->step),
+           summary_count(b, sizeof b, st->global_batch), (unsigned long long)st->seed);
+    printf("Written by: %d rank%s (world size %d); it resumes on any number of ranks\n", st->world_size,
+           st->world_size == 1 ? "" : "s", st->world_size);
+    if (isfinite(st->best_val_loss))
+        printf("Best:       val_loss %.4f\n", st->best_val_loss);
 }
 
 static int info_model(const char *path, enum kind kind, struct error *err)
@@ -91,15 +180,26 @@ static int info_model(const char *path, enum kind kind, struct error *err)
         return error_set(err, ERR_INTERNAL, "out of memory");
     int rc = checkpoint_read_model(path, m, err);
     if (rc == ERR_OK) {
-        printf("%s: %s\n", path, kind == KIND_CHECKPOINT ? "trainer checkpoint (Keras 2 full-model HDF5)"
-                                                         : "Keras full-model file");
-        print_summary(m);
+        char *version = root_string(path, "keras_version"), *backend = root_string(path, "backend");
+        printf("%s: %s\n\n", path,
+               kind == KIND_CHECKPOINT ? "trainer checkpoint (a Keras 2 full-model file plus the training state)"
+                                       : "Keras model file (no trainer state)");
+        summary_print(stdout, m, NULL);
+        printf("Keras:      version %s, backend %s\n", version ? version : "?", backend ? backend : "?");
+        free(version);
+        free(backend);
         if (kind == KIND_CHECKPOINT) {
             struct checkpoint_state st;
-            if (checkpoint_read_state(path, NULL, &st, err) == ERR_OK)
-                printf("  trained: %lld steps, %lld epochs; global batch %lld; written by %d ranks; seed %llu\n",
-                       (long long)st.step, (long long)st.epoch, (long long)st.global_batch, st.world_size,
-                       (unsigned long long)st.seed);
+            rc = checkpoint_read_state(path, NULL, &st, err);
+            if (rc == ERR_OK) {
+                print_state(&st);
+                printf("Continue:   trainer train --resume %s --data TRAIN.h5 --epochs E\n", path);
+            }
+        } else {
+            char *tc = root_string(path, "training_config");
+            print_keras_optimizer(tc);
+            free(tc);
+            printf("Use it with eval, predict, or train --init-weights (the weights only).\n");
         }
     }
     free(m);
@@ -108,14 +208,20 @@ static int info_model(const char *path, enum kind kind, struct error *err)
 
 int cmd_info(int argc, char **argv)
 {
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct error err = {0};
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    int c;
+    while ((c = cli_getopt("info", argc, argv, "h", opts)) != -1) {
+        if (c != 'h')
+            return ERR_USAGE;
         fputs(usage_text, stdout);
         return 0;
     }
-    if (argc != 2)
-        return cli_usage("info", "info takes one file");
-    const char *path = argv[1];
+    if (optind == argc)
+        return cli_usage("info", "info needs a file: trainer info FILE.h5");
+    if (argc - optind > 1)
+        return cli_usage("info", "info takes one file, not %d", argc - optind);
+    const char *path = argv[optind];
     enum kind k = detect(path);
     int rc;
     switch (k) {

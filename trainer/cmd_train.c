@@ -1,5 +1,6 @@
 /* cmd_train.c: `trainer train`: options, and everything set up before the first step (model, data,
  * network, optimizer; from a checkpoint with --resume). The loop itself is in train_loop.c. */
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "dist.h"
+#include "h5file.h"
+#include "summary.h"
 #include "train.h"
 
 static const char usage_text[] =
@@ -38,8 +41,13 @@ static const char usage_text[] =
     "  --metrics F             append one CSV row per epoch\n"
     "  --threads T             threads per rank (default: cores / ranks on the node)\n"
     "  --max-steps S           stop after S optimizer steps in all, counted from the start\n"
-    "  --quiet                 no progress bar and no epoch lines\n"
-    "  -h, --help              this help\n";
+    "  --quiet                 no summary, progress bar or epoch lines\n"
+    "  -h, --help              this help\n\n"
+    "environment:\n"
+    "  TRAINER_PROGRESS=bar|lines|auto   force the live bar or plain epoch lines (default auto)\n"
+    "  TRAINER_WATCHDOG_S=S    a rank that waits S seconds for the others in a collective ends the job\n"
+    "                          (default 60; 0 switches the watchdog off)\n"
+    "  OMP_NUM_THREADS=T       threads per rank, as --threads\n";
 
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
        OPT_MOMENTUM, OPT_NESTEROV, OPT_SEED, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_SAVE_BEST, OPT_RESUME,
@@ -306,10 +314,14 @@ static int setup_buffers(struct run *r, struct error *err)
     r->ids = malloc(sizeof(int64_t) * (size_t)r->share_max);
     if (!r->perm || !r->images || !r->labels || !r->ids)
         return error_set(err, ERR_INTERNAL, "out of memory for the training buffers");
+    /* A checkpoint that cannot be written fails now, not after the first epoch. */
+    int rc = r->o.checkpoint && dist_rank() == 0 ? h5file_check_writable(r->o.checkpoint, "checkpoint", err) : 0;
+    if (rc)
+        return rc;
     if (r->o.metrics && dist_rank() == 0) {
         r->metrics = fopen(r->o.metrics, "a");
         if (!r->metrics)
-            return error_set(err, ERR_IO, "%s: cannot open for appending", r->o.metrics);
+            return error_set(err, ERR_IO, "%s: cannot open for appending: %s", r->o.metrics, strerror(errno));
         if (ftell(r->metrics) == 0)
             fputs("epoch,step,loss,acc,val_loss,val_acc,lr,img_per_s,wall_s\n", r->metrics);
     }
@@ -345,21 +357,42 @@ static void teardown(struct run *r)
         fclose(r->metrics);
 }
 
+/* Rank 0, before the first step: the model as Keras summarises it, then how this run is spread out. */
 static void print_setup(const struct run *r)
 {
+    const struct train_opts *o = &r->o;
     int size = dist_size();
-    printf("model %s: %d layers, %zu parameters\n", r->o.model ? r->o.model : r->o.resume,
-           r->model.n_layers - 1, r->net->n_params);
-    printf("ranks %d x %d threads; global batch %ld (", size, r->threads, r->o.batch);
-    if (r->o.batch % size)
-        printf("%ld-", r->o.batch / size);
-    printf("%d per rank); train %lld samples", r->share_max, (long long)r->n_train);
-    if (r->has_val)
-        printf(", validation %lld", (long long)(r->val_end - r->val_start));
-    printf("; optimizer %s lr %g\n", optim_kind_name(r->o.optim.kind), r->o.optim.lr);
-    if (r->o.resume)
-        printf("resuming %s at epoch %lld, step %lld\n", r->o.resume, (long long)r->at.epoch + 1,
+    char a[32], b[32], opt[160];
+    summary_print(stdout, &r->model, o->model ? o->model : o->resume);
+    printf("Ranks:      %d x %d thread%s\n", size, r->threads, r->threads == 1 ? "" : "s");
+    /* An uneven split gives some ranks one sample less. */
+    printf("Batch:      %ld global, ", o->batch);
+    if (o->batch % size)
+        printf("%ld-", o->batch / size);
+    printf("%d per rank; %s steps per epoch\n", r->share_max,
+           summary_count(a, sizeof a, (r->n_train + o->batch - 1) / o->batch));
+    printf("Train data: %s, %s samples\n", o->data, summary_count(a, sizeof a, r->n_train));
+    if (o->val)
+        printf("Validation: %s, %s samples\n", o->val, summary_count(a, sizeof a, r->val_end - r->val_start));
+    else if (r->has_val)
+        printf("Validation: the last %s samples of %s (--val-split %g)\n",
+               summary_count(a, sizeof a, r->val_end - r->val_start), o->data, o->val_split);
+    else
+        printf("Validation: none\n");
+    printf("Optimizer:  %s\n", summary_optimizer(opt, sizeof opt, &o->optim));
+    printf("Epochs:     %ld", o->epochs);
+    if (o->max_steps)
+        printf(", at most %s steps", summary_count(a, sizeof a, o->max_steps));
+    printf(" (seed %ld)\n", o->seed);
+    if (o->resume && r->at.epoch_step)
+        printf("Resuming:   %s in epoch %lld after batch %s of %s (step %lld)\n", o->resume,
+               (long long)r->at.epoch + 1, summary_count(a, sizeof a, r->at.epoch_step),
+               summary_count(b, sizeof b, (r->n_train + o->batch - 1) / o->batch), (long long)r->at.step);
+    else if (o->resume)
+        printf("Resuming:   %s at the start of epoch %lld (step %lld)\n", o->resume, (long long)r->at.epoch + 1,
                (long long)r->at.step);
+    /* A blank line between the set-up and the epochs. */
+    putchar('\n');
     fflush(stdout);
 }
 
@@ -369,6 +402,7 @@ int cmd_train(int argc, char **argv)
     struct error err = {0};
     if (!r)
         return ERR_INTERNAL;
+    train_catch_stop_signals();
     if (dist_init(&argc, &argv)) {
         free(r);
         return ERR_INTERNAL;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <hdf5.h>
+#include <jansson.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include "cli.h"
@@ -21,22 +22,33 @@ static const struct command commands[] = {
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
     {"info", cmd_info, "describe a dataset, a checkpoint or a Keras model file"},
+    {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
     {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)
 {
     fputs("usage: trainer COMMAND [options]\n"
-          "       trainer COMMAND --help\n"
-          "       trainer --version\n\n"
-          "A data-parallel trainer for image-classification CNNs (Keras models, oneDNN, MPI, HDF5).\n\n"
+          "       trainer COMMAND --help     the options of COMMAND, with their defaults\n"
+          "       trainer --version          versions of the trainer and of the libraries it runs on\n\n"
+          "A data-parallel trainer for image-classification CNNs: Keras models on oneDNN, MPI, HDF5.\n\n"
           "commands:\n",
           f);
     for (const struct command *c = commands; c->name; c++)
         fprintf(f, "  %-8s %s\n", c->name, c->summary);
-    fputs("\nRun on several ranks with `mpirun -np N trainer train ...`. See README.md.\n", f);
+    fputs("\noptions:\n"
+          "  -h, --help       this help (also: trainer help COMMAND)\n"
+          "  -V, --version    versions of the trainer, oneDNN, HDF5, MPI and jansson\n\n"
+          "environment:\n"
+          "  TRAINER_PROGRESS=auto|bar|lines  train's progress bar: on a terminal only (auto, the default),\n"
+          "                                   always, or never (epoch lines only)\n"
+          "  OMP_NUM_THREADS=T                threads per rank when --threads is not given\n\n"
+          "Several ranks: `mpirun -np N trainer train ...` (--batch-size stays the global batch).\n"
+          "See README.md.\n",
+          f);
 }
 
+/* The versions of the libraries actually loaded, not the headers compiled against. */
 static void version(void)
 {
     const dnnl_version_t *v = dnnl_version();
@@ -44,8 +56,44 @@ static void version(void)
     char mpi[256];
     H5get_libversion(&maj, &min, &rel);
     dist_library_version(mpi, sizeof mpi);
-    printf("trainer %s\noneDNN %d.%d.%d (%s)\nHDF5 %u.%u.%u\n%s\n", TRAINER_VERSION, v->major, v->minor,
-           v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other threading", maj, min, rel, mpi);
+    printf("trainer %s\noneDNN %d.%d.%d (%s)\nHDF5 %u.%u.%u\n%s\njansson %s\n", TRAINER_VERSION, v->major,
+           v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other threading", maj, min, rel,
+           mpi, jansson_version_str());
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (const struct command *c = commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* Not a command: the closest command or top-level option, as a usage error. */
+static int unknown(const char *name)
+{
+    enum { MAX = sizeof commands / sizeof commands[0] };
+    const char *names[MAX];
+    int n = 0;
+    for (const struct command *c = commands; c->name; c++)
+        names[n++] = c->name;
+    names[n] = NULL;
+    if (name[0] == '-') {
+        const char *bare = name + strspn(name, "-");
+        if (*bare && find_command(bare))
+            return cli_usage(NULL, "unknown option '%s' (commands take no dashes: did you mean 'trainer %s'?)",
+                             name, bare);
+        static const char *const options[] = {"--help", "--version", NULL};
+        /* -v is --version in many tools; here it is -V, as in GNU tools where -v means verbose. */
+        const char *near = strcmp(name, "-v") == 0 ? "--version" : cli_closest(name, options);
+        if (near)
+            return cli_usage(NULL, "unknown option '%s' (did you mean '%s'?)", name, near);
+        return cli_usage(NULL, "unknown option '%s'", name);
+    }
+    const char *near = cli_closest(name, names);
+    if (near)
+        return cli_usage(NULL, "unknown command '%s' (did you mean '%s'?)", name, near);
+    return cli_usage(NULL, "unknown command '%s'", name);
 }
 
 int main(int argc, char **argv)
@@ -56,6 +104,15 @@ int main(int argc, char **argv)
     }
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        if (strcmp(name, "help") == 0 && argc > 2) {
+            /* `trainer help train` is `trainer train --help`. */
+            const struct command *c = find_command(argv[2]);
+            if (!c)
+                return unknown(argv[2]);
+            static char help_opt[] = "--help";
+            char *help_argv[] = {argv[2], help_opt, NULL};
+            return c->run(2, help_argv);
+        }
         usage(stdout);
         return 0;
     }
@@ -63,18 +120,6 @@ int main(int argc, char **argv)
         version();
         return 0;
     }
-    for (const struct command *c = commands; c->name; c++)
-        if (strcmp(c->name, name) == 0)
-            return c->run(argc - 1, argv + 1);
-    const char *names[8];
-    int n = 0;
-    for (const struct command *c = commands; c->name; c++)
-        names[n++] = c->name;
-    names[n] = NULL;
-    const char *near = cli_closest(name, names);
-    if (name[0] == '-')
-        return cli_usage(NULL, "unknown option '%s'", name);
-    if (near)
-        return cli_usage(NULL, "unknown command '%s' (did you mean '%s'?)", name, near);
-    return cli_usage(NULL, "unknown command '%s'", name);
+    const struct command *c = find_command(name);
+    return c ? c->run(argc - 1, argv + 1) : unknown(name);
 }

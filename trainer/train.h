@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "feed.h"
 #include "model.h"
 #include "net.h"
 #include "optim.h"
@@ -37,10 +38,16 @@ struct run {
     uint8_t *images;                     /* (share_max, H, W, C) this rank's share */
     int32_t *labels;                     /* (share_max,) */
     int64_t *ids;                        /* (share_max,) their indices in the dataset */
+    struct feed *feed;                   /* the data path: reads the next share while a step computes */
     FILE *metrics;                       /* rank 0 only */
     int threads;
     int stop_requested;                  /* a rank caught SIGTERM/SIGUSR1: stop after this step */
 };
+
+/* SIGTERM and SIGUSR1 set a flag that stops training after the current step (checkpoint, exit 75).
+ * Installed first thing, so that a signal during start-up stops the run after its first step instead of
+ * killing it with no checkpoint. */
+void train_catch_stop_signals(void);
 
 /* Collective. Trains from r->at until --epochs or --max-steps, writing checkpoints as asked. Returns an
  * exit code agreed by all ranks; the rank that found an error has printed it. */

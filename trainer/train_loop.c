@@ -1,6 +1,7 @@
 /* train_loop.c: the data-parallel training loop. Every rank holds the model and runs its share of each
  * global batch; the gradients, with the step's statistics folded in, are summed by one all-reduce; every
  * rank then applies the same update. */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "cli.h"
 #include "dist.h"
 #include "evaluate.h"
+#include "feed.h"
 #include "progress.h"
 #include "rng.h"
 #include "train.h"
@@ -22,7 +24,7 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
-static void catch_stop_signals(void)
+void train_catch_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -32,39 +34,21 @@ static void catch_stop_signals(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* This rank's part of a global batch of gb samples starting at `first` in the epoch's order: an even
- * split, the first gb % N ranks taking one more. */
-static void my_share(int64_t first, int64_t gb, int64_t *lo, int64_t *hi)
-{
-    int rank = dist_rank(), size = dist_size();
-    *lo = first + gb * rank / size;
-    *hi = first + gb * (rank + 1) / size;
-}
-
-static int all_finite(const float *x, size_t n)
-{
-    int ok = 1;
-#pragma omp parallel for reduction(&& : ok)
-    for (size_t i = 0; i < n; i++)
-        ok = ok && isfinite(x[i]);
-    return ok;
-}
-
-/* Reads this rank's share and computes its gradient into the slab (zeros when it has no samples or failed). */
-static int local_gradient(struct run *r, int64_t first, int64_t gb, struct error *err)
+/* Takes this rank's share of the current step from the feed (read while the previous step computed), asks
+ * for the next one, and computes the share's gradient into the slab (zeros when it has no samples or
+ * failed). */
+static int local_gradient(struct run *r, int64_t gb, struct error *err)
 {
     struct net *net = r->net;
     float *tail = net->grads + net->n_params;
-    int64_t lo, hi;
-    int rc = ERR_OK;
-    my_share(first, gb, &lo, &hi);
-    int n = (int)(hi - lo);
+    struct feed_batch fb;
+    int rc = feed_take(r->feed, r->at.epoch_step, &fb, err);
+    feed_start(r->feed, r->at.epoch_step + 1);
+    int n = fb.n;
     memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
     if (n > 0) {
         struct net_stats st = {0, 0};
-        memcpy(r->ids, r->perm + lo, sizeof(int64_t) * (size_t)n);
-        rc = dataset_read(&r->train, r->ids, n, r->images, r->labels, r->model.n_classes, err);
-        struct net_batch b = {n, r->images, r->labels, r->ids};
+        struct net_batch b = {n, fb.images, fb.labels, fb.ids};
         if (rc == ERR_OK)
             rc = net_train_batch(net, &b, (int)gb, r->at.seed, (uint64_t)r->at.step, &st, err);
         tail[TAIL_LOSS] = (float)st.loss_sum;
@@ -79,16 +63,16 @@ static int local_gradient(struct run *r, int64_t first, int64_t gb, struct error
     return rc;
 }
 
-/* One optimizer step on the global batch of gb samples starting at `first`. Returns an agreed code. */
-static int train_step(struct run *r, int64_t first, int64_t gb, struct error *err)
+/* One optimizer step on the epoch's current global batch, of gb samples. Returns an agreed code. */
+static int train_step(struct run *r, int64_t gb, struct error *err)
 {
     struct net *net = r->net;
     const float *tail = net->grads + net->n_params;
-    int rc = local_gradient(r, first, gb, err);
+    int rc = local_gradient(r, gb, err);
     dist_allreduce_sum_f32(net->grads, net->n_params + NET_GRAD_TAIL);
     if (tail[TAIL_ERROR] != 0)
         return cli_agree(rc, err);
-    if (!isfinite(tail[TAIL_LOSS]) || !all_finite(net->grads, net->n_params)) {
+    if (!isfinite(tail[TAIL_LOSS]) || !optim_all_finite(net->grads, net->n_params)) {
         /* Same numbers on every rank after the all-reduce: all stop here, before the update, so nothing
          * non-finite ever reaches the weights or a checkpoint. */
         error_set(err, ERR_DIVERGED, "%s: training diverged at step %lld: the %s is not finite (try a lower --lr)",
@@ -126,13 +110,15 @@ static void best_path(const char *path, char *out, size_t size)
         snprintf(out, size, "%s.best.h5", path);
 }
 
-static void report_epoch(struct run *r, const struct eval_result *v, double secs)
+/* The epoch line and metrics row (rank 0). ERR_IO when the metrics row cannot be written (a full disk): a
+ * run whose metrics are lost must not end as if all went well. */
+static int report_epoch(struct run *r, const struct eval_result *v, double secs, struct error *err)
 {
     const struct checkpoint_state *at = &r->at;
     double seen = (double)at->epoch_seen;
     double loss = at->epoch_loss_sum / seen, acc = at->epoch_correct / seen, ips = seen / secs;
     if (dist_rank() != 0)
-        return;
+        return ERR_OK;
     if (!r->o.quiet) {
         printf("Epoch %lld/%ld - %.1fs - loss: %.4f - acc: %.4f", (long long)at->epoch + 1, r->o.epochs, secs,
                loss, acc);
@@ -144,8 +130,10 @@ static void report_epoch(struct run *r, const struct eval_result *v, double secs
     if (r->metrics) {
         fprintf(r->metrics, "%lld,%lld,%.6f,%.6f,%.6f,%.6f,%g,%.1f,%.3f\n", (long long)at->epoch + 1,
                 (long long)at->step, loss, acc, v->loss, v->acc, r->o.optim.lr, ips, secs);
-        fflush(r->metrics);
+        if (fflush(r->metrics) != 0 || ferror(r->metrics))
+            return error_set(err, ERR_IO, "%s: cannot write: %s", r->o.metrics, strerror(errno));
     }
+    return ERR_OK;
 }
 
 /* Validation, the epoch line and metrics row, the checkpoints; then the state moves to the next epoch. */
@@ -155,10 +143,11 @@ static int epoch_end(struct run *r, double secs, struct error *err)
     int rc;
     if (r->has_val) {
         struct dataset *ds = r->o.val ? &r->val : &r->train;
+        feed_idle(r->feed); /* --val-split reads the training file, whose scratch the feed uses */
         if ((rc = evaluate(r->net, ds, r->val_start, r->val_end, r->share_max, &v, err)))
             return rc;
     }
-    report_epoch(r, &v, secs);
+    int reported = report_epoch(r, &v, secs, err);
     int better = r->has_val && v.loss < r->at.best_val_loss;
     if (better)
         r->at.best_val_loss = v.loss;
@@ -174,7 +163,8 @@ static int epoch_end(struct run *r, double secs, struct error *err)
         if ((rc = save(r, path, err)))
             return rc;
     }
-    return ERR_OK;
+    /* Agreed after the checkpoints, so that a lost metrics row does not cost the epoch's training too. */
+    return cli_agree(reported, err);
 }
 
 static int done(const struct run *r)
@@ -190,11 +180,12 @@ static int run_epoch(struct run *r, int64_t steps_per_epoch, struct error *err)
     struct progress bar;
     double t0 = dist_wtime() - at->epoch_wall_s;
     int rc;
+    feed_idle(r->feed); /* nothing may be read from the old order while it changes */
     rng_shuffle_epoch(r->perm, r->n_train, at->seed, (uint64_t)at->epoch);
     progress_start(&bar, steps_per_epoch, r->o.quiet || dist_rank() != 0, t0);
     while (at->epoch_step < steps_per_epoch && !done(r)) {
         int64_t first = at->epoch_step * B, gb = r->n_train - first < B ? r->n_train - first : B;
-        if ((rc = train_step(r, first, gb, err)))
+        if ((rc = train_step(r, gb, err)))
             return rc;
         double now = dist_wtime();
         at->epoch_wall_s = now - t0;
@@ -208,12 +199,12 @@ static int run_epoch(struct run *r, int64_t steps_per_epoch, struct error *err)
     return ERR_OK;
 }
 
-int train_loop(struct run *r)
+/* train_loop once the feed is set up. */
+static int loop(struct run *r, struct error *err)
 {
-    struct error err = {0};
     const int64_t steps_per_epoch = (r->n_train + r->o.batch - 1) / r->o.batch;
     int rc;
-    catch_stop_signals();
+    train_catch_stop_signals();
     if (done(r)) {
         if (dist_rank() == 0 && !r->o.quiet)
             printf("nothing to do: %lld epochs and %lld steps are done already\n", (long long)r->at.epoch,
@@ -221,16 +212,16 @@ int train_loop(struct run *r)
         return ERR_OK;
     }
     while (!done(r)) {
-        if ((rc = run_epoch(r, steps_per_epoch, &err)))
+        if ((rc = run_epoch(r, steps_per_epoch, err)))
             return rc;
         if (r->at.epoch_step < steps_per_epoch)
             break; /* --max-steps stopped it within the epoch */
-        if ((rc = epoch_end(r, r->at.epoch_wall_s, &err)))
+        if ((rc = epoch_end(r, r->at.epoch_wall_s, err)))
             return rc;
     }
     if (r->at.epoch_step > 0) {
         /* Stopped within an epoch: its line comes when a resumed run completes it. */
-        if (r->o.checkpoint && (rc = save(r, r->o.checkpoint, &err)))
+        if (r->o.checkpoint && (rc = save(r, r->o.checkpoint, err)))
             return rc;
         if (dist_rank() == 0 && !r->o.quiet)
             printf("stopped at step %lld (epoch %lld, batch %lld of %lld)\n", (long long)r->at.step,
@@ -247,4 +238,15 @@ int train_loop(struct run *r)
         return ERR_STOPPED;
     }
     return ERR_OK;
+}
+
+int train_loop(struct run *r)
+{
+    struct error err = {0};
+    int rc = feed_create(&r->feed, &r->train, r->perm, r->n_train, r->o.batch, r->model.n_classes, 1, &err);
+    if ((rc = cli_agree(rc, &err)) == ERR_OK)
+        rc = loop(r, &err);
+    feed_destroy(r->feed);
+    r->feed = NULL;
+    return rc;
 }

@@ -1,0 +1,101 @@
+/* summary.c: the Keras-like model summary (see summary.h). */
+#include "summary.h"
+
+#include <string.h>
+
+const char *summary_count(char *buf, size_t size, long long n)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", n < 0 ? -n : n), o = 0;
+    char tmp[48];
+    if (n < 0)
+        tmp[o++] = '-';
+    for (int i = 0; i < len; i++) {
+        if (i > 0 && (len - i) % 3 == 0)
+            tmp[o++] = ',';
+        tmp[o++] = digits[i];
+    }
+    tmp[o] = '\0';
+    snprintf(buf, size, "%s", tmp);
+    return buf;
+}
+
+/* "conv2d_1 (Conv2D)"; Keras calls the Input layer's class InputLayer. */
+static void layer_label(const struct layer_spec *s, char *buf, size_t size)
+{
+    const char *type = strcmp(s->ops->name, "Input") == 0 ? "InputLayer" : s->ops->name;
+    snprintf(buf, size, "%s (%s)", s->name, type);
+}
+
+/* Keras's shape with the batch axis: "(None, 28, 28, 16)" or "(None, 10)". */
+static void shape_label(const struct shape *s, char *buf, size_t size)
+{
+    if (s->rank == 3)
+        snprintf(buf, size, "(None, %d, %d, %d)", s->h, s->w, s->c);
+    else
+        snprintf(buf, size, "(None, %d)", s->c);
+}
+
+static size_t layer_params(const struct layer_spec *s)
+{
+    size_t n = 0;
+    for (int p = 0; p < s->n_params; p++)
+        n += s->params[p].size;
+    return n;
+}
+
+static void rule(FILE *out, int width, char c)
+{
+    for (int i = 0; i < width; i++)
+        fputc(c, out);
+    fputc('\n', out);
+}
+
+void summary_print(FILE *out, const struct model *m, const char *name)
+{
+    char label[96], shape[64], count[32];
+    /* Keras's minimum widths (65 columns in all); longer names widen the column instead of being cut. */
+    int w_label = 29, w_shape = 26, w_params = 10;
+    for (int i = 0; i < m->n_layers; i++) {
+        layer_label(&m->layers[i], label, sizeof label);
+        shape_label(&m->layers[i].out, shape, sizeof shape);
+        int l = (int)strlen(label) + 2, s = (int)strlen(shape) + 2;
+        w_label = l > w_label ? l : w_label;
+        w_shape = s > w_shape ? s : w_shape;
+    }
+    int width = w_label + w_shape + w_params;
+    if (name)
+        fprintf(out, "Model: %s\n", name);
+    rule(out, width, '_');
+    fprintf(out, "%-*s%-*s%*s\n", w_label, "Layer (type)", w_shape, "Output Shape", w_params, "Param #");
+    rule(out, width, '=');
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct layer_spec *s = &m->layers[i];
+        layer_label(s, label, sizeof label);
+        shape_label(&s->out, shape, sizeof shape);
+        fprintf(out, "%-*s%-*s%*zu\n", w_label, label, w_shape, shape, w_params, layer_params(s));
+    }
+    rule(out, width, '=');
+    /* Parameters are float32: 4 bytes each. */
+    fprintf(out, "Total params: %s (%.2f MB)\n", summary_count(count, sizeof count, (long long)m->n_params),
+            (double)m->n_params * 4.0 / (1024.0 * 1024.0));
+    /* Every layer kind the trainer has trains all its weights (no BatchNormalization moving statistics). */
+    fprintf(out, "Trainable params: %s\n", summary_count(count, sizeof count, (long long)m->n_params));
+    fprintf(out, "Non-trainable params: 0\n");
+    rule(out, width, '_');
+}
+
+const char *summary_optimizer(char *buf, size_t size, const struct optim_conf *c)
+{
+    switch (c->kind) {
+    case OPTIM_SGD:
+        snprintf(buf, size, "sgd, lr %g (momentum %g%s)", c->lr, c->momentum, c->nesterov ? ", nesterov" : "");
+        break;
+    case OPTIM_RMSPROP: snprintf(buf, size, "rmsprop, lr %g (rho %g, epsilon %g)", c->lr, c->rho, c->eps); break;
+    case OPTIM_ADAM:
+        snprintf(buf, size, "adam, lr %g (beta_1 %g, beta_2 %g, epsilon %g)", c->lr, c->beta1, c->beta2, c->eps);
+        break;
+    default: snprintf(buf, size, "%s, lr %g", optim_kind_name(c->kind), c->lr); break;
+    }
+    return buf;
+}
