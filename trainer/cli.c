@@ -5,10 +5,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int rank_;
 
@@ -192,3 +194,33 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, co
 }
 
 int cli_optind(void) { return optind; }
+
+int cli_threads(long requested)
+{
+    int t = (int)requested;
+    if (t <= 0 && getenv("OMP_NUM_THREADS"))
+        t = omp_get_max_threads();
+    if (t <= 0) {
+        int procs = omp_get_num_procs();
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        /* A rank bound to some cores (mpirun binds each rank to a core for np <= 2) uses those; an unbound
+         * rank shares the node's cores with the other ranks there. */
+        t = procs < online ? procs : procs / dist_local_size();
+        if (t < 1)
+            t = 1;
+    }
+    omp_set_num_threads(t);
+    return t;
+}
+
+int cli_is_hdf5(const char *path)
+{
+    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == sizeof head && memcmp(head, magic, sizeof head) == 0;
+}

@@ -20,6 +20,13 @@ int cli_agree(int rc, const struct error *err);
 void cli_set_rank(int rank);
 int cli_is_root(void);
 
+/* Sets and returns the threads per rank: `requested` (> 0), else OMP_NUM_THREADS, else the cores this
+ * process may run on, shared by the ranks of this node (so that N ranks on N cores do not oversubscribe). */
+int cli_threads(long requested);
+
+/* Whether path starts with HDF5's signature (a checkpoint or Keras file, not a model text file). */
+int cli_is_hdf5(const char *path);
+
 /* Numbers from option values, range-checked; on failure a usage error naming the option. */
 int cli_long(const char *cmd, const char *opt, const char *s, long min, long max, long *out);
 int cli_double(const char *cmd, const char *opt, const char *s, double min, double max, double *out);

@@ -116,36 +116,6 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
     return 0;
 }
 
-/* Threads per rank, as `train` picks them: --threads, else OMP_NUM_THREADS, else the cores this process may
- * run on shared by the ranks of this node. */
-static int setup_threads(long threads)
-{
-    int t = (int)threads;
-    if (t <= 0 && getenv("OMP_NUM_THREADS"))
-        t = omp_get_max_threads();
-    if (t <= 0) {
-        int procs = omp_get_num_procs();
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        t = procs < online ? procs : procs / dist_local_size();
-        if (t < 1)
-            t = 1;
-    }
-    omp_set_num_threads(t);
-    return t;
-}
-
-static int is_hdf5(const char *path)
-{
-    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    return n == sizeof head && memcmp(head, magic, sizeof head) == 0;
-}
-
 /* Training FLOPs of one image, counted as the peer counts them: 3 x the forward multiply-adds x 2 of the
  * Conv2D and Dense layers (forward, gradient of the input, gradient of the weights). */
 static double train_flops_per_image(const struct model *m)
@@ -233,7 +203,7 @@ static int setup(struct bench *b, struct error *err)
 {
     struct optim_conf oc;
     int rc, rank = dist_rank(), size = dist_size();
-    rc = is_hdf5(b->o.model) ? checkpoint_read_model(b->o.model, &b->model, err)
+    rc = cli_is_hdf5(b->o.model) ? checkpoint_read_model(b->o.model, &b->model, err)
                              : model_load(&b->model, b->o.model, err);
     if (rc || (rc = net_create(&b->net, &b->model, err)))
         return rc;
@@ -487,7 +457,7 @@ int cmd_bench(int argc, char **argv)
     cli_set_rank(dist_rank());
     int rc = parse_opts(argc, argv, &b->o);
     if (rc == 0) {
-        b->threads = setup_threads(b->o.threads);
+        b->threads = cli_threads(b->o.threads);
         rc = cli_agree(setup(b, &err), &err);
         if (rc == ERR_OK && dist_rank() == 0)
             print_header(b);

@@ -91,17 +91,6 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
     return 0;
 }
 
-static void set_threads(long threads)
-{
-    if (threads > 0)
-        omp_set_num_threads((int)threads);
-    else if (!getenv("OMP_NUM_THREADS")) {
-        int procs = omp_get_num_procs();
-        int t = procs < sysconf(_SC_NPROCESSORS_ONLN) ? procs : procs / dist_local_size();
-        omp_set_num_threads(t < 1 ? 1 : t);
-    }
-}
-
 /* The checkpoint's model with its weights, and the dataset, checked against each other. */
 static int load(const struct eval_opts *o, struct net **net, struct dataset *ds, struct error *err)
 {
@@ -278,7 +267,7 @@ int cmd_eval(int argc, char **argv)
         dist_finalize();
         return rc < 0 ? 0 : rc;
     }
-    set_threads(o.threads);
+    cli_threads(o.threads);
     rc = cli_agree(load(&o, &net, &ds, &err), &err);
     if (rc == ERR_OK) {
         int k = net->model.n_classes;
@@ -389,7 +378,7 @@ int cmd_predict(int argc, char **argv)
         dist_finalize();
         return rc < 0 ? 0 : rc;
     }
-    set_threads(o.threads);
+    cli_threads(o.threads);
     rc = cli_agree(load(&o, &net, &ds, &err), &err);
     if (rc == ERR_OK) {
         int k = net->model.n_classes, rank = dist_rank(), size = dist_size();

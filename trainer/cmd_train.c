@@ -161,26 +161,6 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
     return check_opts(o);
 }
 
-/* Threads per rank: --threads, else OMP_NUM_THREADS, else the cores this process may run on shared by
- * the ranks on this node (so that N ranks on N cores do not oversubscribe). */
-static int setup_threads(const struct train_opts *o)
-{
-    int t = (int)o->threads;
-    if (t <= 0 && getenv("OMP_NUM_THREADS"))
-        t = omp_get_max_threads();
-    if (t <= 0) {
-        int procs = omp_get_num_procs();
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        /* A rank bound to some cores (mpirun binds each rank to a core for np <= 2) uses those; an unbound
-         * rank shares the node's cores with the other ranks there. */
-        t = procs < online ? procs : procs / dist_local_size();
-        if (t < 1)
-            t = 1;
-    }
-    omp_set_num_threads(t);
-    return t;
-}
-
 static int check_shape(const struct dataset *ds, const struct model *m, struct error *err)
 {
     const struct shape *s = &m->layers[0].out;
@@ -188,19 +168,6 @@ static int check_shape(const struct dataset *ds, const struct model *m, struct e
         return error_set(err, ERR_INPUT, "%s: images are %dx%dx%d but the model expects %dx%dx%d", ds->path,
                          ds->h, ds->w, ds->c, s->h, s->w, s->c);
     return ERR_OK;
-}
-
-/* Whether path starts with HDF5's signature (then --model is a Keras or trainer model file). */
-static int is_hdf5(const char *path)
-{
-    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    return n == sizeof head && memcmp(head, magic, sizeof head) == 0;
 }
 
 /* The model: from --model (a preset, a model file or a Keras HDF5 file), or the resumed checkpoint's,
@@ -211,13 +178,13 @@ static int load_model(struct run *r, struct error *err)
     struct model *given = NULL;
     int rc;
     if (!o->resume)
-        return is_hdf5(o->model) ? checkpoint_read_model(o->model, &r->model, err)
+        return cli_is_hdf5(o->model) ? checkpoint_read_model(o->model, &r->model, err)
                                  : model_load(&r->model, o->model, err);
     if ((rc = checkpoint_read_model(o->resume, &r->model, err)) || !o->model)
         return rc;
     if (!(given = malloc(sizeof *given)))
         return error_set(err, ERR_INTERNAL, "out of memory");
-    rc = is_hdf5(o->model) ? checkpoint_read_model(o->model, given, err) : model_load(given, o->model, err);
+    rc = cli_is_hdf5(o->model) ? checkpoint_read_model(o->model, given, err) : model_load(given, o->model, err);
     if (rc == ERR_OK && strcmp(given->text, r->model.text) != 0)
         rc = error_set(err, ERR_INPUT, "%s: the checkpoint holds another model than %s", o->resume, o->model);
     free(given);
@@ -410,7 +377,7 @@ int cmd_train(int argc, char **argv)
     cli_set_rank(dist_rank());
     int rc = parse_opts(argc, argv, &r->o);
     if (rc == 0) {
-        r->threads = setup_threads(&r->o);
+        r->threads = cli_threads(r->o.threads);
         rc = cli_agree(setup(r, &err), &err);
         if (rc == ERR_OK && dist_rank() == 0 && !r->o.quiet)
             print_setup(r);

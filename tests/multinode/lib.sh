@@ -36,8 +36,11 @@ mn_begin() {
   trap 'echo "# interrupted"; exit 130' INT TERM
   # The deadline: tear the cluster down (which ends every process in it, so whatever the test waits on
   # returns), then end the test. ctest's TIMEOUT is set above SECONDS, as a last resort.
-  # (sleep must not hold the test's stdout: ctest waits for every holder of it.)
-  ( sleep "$limit" </dev/null >/dev/null 2>&1
+  # (sleep must not hold the test's stdout, which ctest waits on; and it goes when the deadline is called off.)
+  ( trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$limit" >/dev/null 2>&1 &
+    s=$!
+    wait "$s"
     echo "FAIL - the test did not finish within $limit s: tearing down"
     [ -f "$mn_work/slurm.pids" ] && "$mn_here/slurm-down.sh" "$mn_work" >/dev/null 2>&1
     "$mn_here/cluster-down.sh" "$mn_work" >/dev/null 2>&1
