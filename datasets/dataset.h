@@ -24,7 +24,19 @@ struct dataset {
     uint8_t *scratch_images;      /* (scratch_cap, h, w, c) its distinct samples, in file order */
     int32_t *scratch_labels;      /* (scratch_cap,) */
     hsize_t *scratch_coords;      /* (scratch_cap,) its distinct indices, ascending */
+    /* Raw reads of /images (see dataset.c, "raw reads"): when its samples lie whole and unfiltered in the
+     * file, dataset_read takes their bytes with pread at offsets HDF5 reported at open, not through
+     * H5Dread (~3 us a call). raw_offset NULL: every read goes through HDF5 (dataset_no_raw). */
+    int raw_fd;
+    int64_t raw_per_chunk;        /* samples per stored block: the chunk's first dimension, or n (contiguous) */
+    int64_t raw_blocks;           /* (n + raw_per_chunk - 1) / raw_per_chunk */
+    int64_t *raw_offset;          /* (raw_blocks,) file offset of each block's first sample */
+    /* /labels, all of them, read once at the first dataset_read when small (4 bytes a sample, up to
+     * DATASET_CACHED_LABELS samples): a batch's labels are then a look-up, not a point selection read. */
+    int32_t *all_labels;
 };
+
+#define DATASET_CACHED_LABELS ((int64_t)1 << 24)
 
 /* Opens and validates the layout (ranks, types, matching N, N > 0) without reading the data.
  * ERR_INPUT "PATH: what is wrong" for a missing file, a non-HDF5 or damaged file, missing or malformed
@@ -32,6 +44,9 @@ struct dataset {
  * is switched off. On failure nothing stays open; dataset_close is safe on a failed or closed dataset. */
 int dataset_open(struct dataset *ds, const char *path, struct error *err);
 void dataset_close(struct dataset *ds);
+
+/* Turns raw reads off: every later read goes through H5Dread (tests compare the two paths). */
+void dataset_no_raw(struct dataset *ds);
 
 /* Reads samples idx[0..n) (any order, repeats allowed, each in [0, ds->n)) into images (n, h, w, c) and
  * labels (n,), in the order given. Only those samples are read from the file. Labels are checked against

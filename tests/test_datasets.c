@@ -527,6 +527,117 @@ static void test_read_random_batches(void **state)
     dataset_close(&ds);
 }
 
+/* /images laid out as a writer other than `trainer import` may have left it, the same samples every time. */
+enum raw_layout { RAW_CHUNKED, RAW_CONTIGUOUS, RAW_SPLIT_CHUNKS, RAW_GZIP, RAW_USERBLOCK };
+
+static void make_layout(const char *path, enum raw_layout layout, int64_t n, int h, int w, int c)
+{
+    size_t sample = (size_t)h * w * c;
+    uint8_t *images = malloc((size_t)n * sample);
+    int32_t *labels = malloc((size_t)n * sizeof *labels);
+    assert_true(images && labels);
+    for (int64_t i = 0; i < n; i++) {
+        labels[i] = (int32_t)(i % 10);
+        for (size_t p = 0; p < sample; p++)
+            images[(size_t)i * sample + p] = sample_pixel(i, p);
+    }
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (layout == RAW_USERBLOCK)
+        assert_true(H5Pset_userblock(fcpl, 512) >= 0);
+    hsize_t whole[4] = {7, (hsize_t)h, (hsize_t)w, (hsize_t)c}, split[4] = {5, (hsize_t)h, 1, (hsize_t)c};
+    if (layout == RAW_SPLIT_CHUNKS)
+        assert_true(H5Pset_chunk(dcpl, 4, split) >= 0);
+    else if (layout != RAW_CONTIGUOUS)
+        assert_true(H5Pset_chunk(dcpl, 4, whole) >= 0);
+    if (layout == RAW_GZIP)
+        assert_true(H5Pset_deflate(dcpl, 4) >= 0);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    hsize_t dims[4] = {(hsize_t)n, (hsize_t)h, (hsize_t)w, (hsize_t)c}, ldims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(4, dims, NULL), lspace = H5Screate_simple(1, ldims, NULL);
+    hid_t d = H5Dcreate2(file, "images", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t l = H5Dcreate2(file, "labels", H5T_STD_I32LE, lspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(file >= 0 && d >= 0 && l >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, images) >= 0);
+    assert_true(H5Dwrite(l, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels) >= 0);
+    H5Dclose(d);
+    H5Dclose(l);
+    H5Sclose(space);
+    H5Sclose(lspace);
+    H5Pclose(fcpl);
+    H5Pclose(dcpl);
+    assert_true(H5Fclose(file) >= 0);
+    free(images);
+    free(labels);
+}
+
+/* dataset_read takes /images with pread where the layout allows it (whole unfiltered samples, no user block)
+ * and through HDF5 otherwise; either way a shuffled batch with runs, repeats and chunk boundaries gives the
+ * samples that were written. The raw path is also compared with HDF5's reading of the same file. */
+static void test_read_layouts(void **state)
+{
+    (void)state;
+    enum { N = 100, H = 3, W = 4, C = 3, B = 41 };
+    static const struct { enum raw_layout layout; const char *name; int raw; } cases[] = {
+        {RAW_CHUNKED, "chunked", 1},          {RAW_CONTIGUOUS, "contiguous", 1},
+        {RAW_SPLIT_CHUNKS, "split chunks", 0}, {RAW_GZIP, "gzip", 0},
+        {RAW_USERBLOCK, "user block", 0},
+    };
+    const char *path = tpath("layout.h5");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        make_layout(path, cases[k].layout, N, H, W, C);
+        struct dataset ds, slow;
+        struct error err = {0};
+        assert_int_equal(dataset_open(&ds, path, &err), ERR_OK);
+        assert_int_equal(dataset_open(&slow, path, &err), ERR_OK);
+        dataset_no_raw(&slow);
+        if ((ds.raw_offset != NULL) != cases[k].raw)
+            fail_msg("%s: raw reads %s, expected %s", cases[k].name, ds.raw_offset ? "on" : "off",
+                     cases[k].raw ? "on" : "off");
+        uint64_t rng = 99 + k;
+        int64_t idx[B];
+        static uint8_t px[B * H * W * C], px_slow[B * H * W * C];
+        int32_t lab[B], lab_slow[B];
+        for (int round = 0; round < 40; round++) {
+            for (int i = 0; i < B; i++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                idx[i] = (int64_t)((rng >> 33) % (round % 2 ? N : 16)); /* runs across the 7-sample chunks */
+            }
+            idx[0] = N - 1; /* the last, partly used chunk */
+            assert_int_equal(dataset_read(&ds, idx, B, px, lab, 10, &err), ERR_OK);
+            assert_int_equal(dataset_read(&slow, idx, B, px_slow, lab_slow, 10, &err), ERR_OK);
+            for (int i = 0; i < B; i++) {
+                assert_int_equal(lab[i], idx[i] % 10);
+                check_sample(px + (size_t)i * H * W * C, idx[i], (size_t)H * W * C);
+            }
+            assert_memory_equal(px, px_slow, sizeof px);
+            assert_memory_equal(lab, lab_slow, sizeof lab);
+        }
+        dataset_close(&ds);
+        dataset_close(&slow);
+    }
+}
+
+/* A file cut short after it was opened (raw reads on): the read fails with the file named, no crash. */
+static void test_read_file_shrunk(void **state)
+{
+    (void)state;
+    enum { N = 100, H = 3, W = 4, C = 3 };
+    const char *path = tpath("shrunk.h5");
+    make_layout(path, RAW_CHUNKED, N, H, W, C);
+    struct dataset ds;
+    struct error err = {0};
+    assert_int_equal(dataset_open(&ds, path, &err), ERR_OK);
+    assert_non_null(ds.raw_offset);
+    int64_t idx[2] = {3, N - 1};
+    uint8_t px[2 * H * W * C];
+    int32_t lab[2];
+    assert_int_equal(dataset_read(&ds, idx, 2, px, lab, 10, &err), ERR_OK);
+    assert_int_equal(truncate(path, ds.raw_offset[(N - 1) / ds.raw_per_chunk]), 0);
+    int rc = dataset_read(&ds, idx, 2, px, lab, 10, &err);
+    expect_error(rc, &err, ERR_INPUT, path, "damaged or truncated");
+    dataset_close(&ds);
+}
+
 static void test_read_label_out_of_range(void **state)
 {
     (void)state;
@@ -927,6 +1038,8 @@ int main(void)
         cmocka_unit_test(test_import_cifar10),
         cmocka_unit_test(test_read_shuffled_repeated),
         cmocka_unit_test(test_read_random_batches),
+        cmocka_unit_test(test_read_layouts),
+        cmocka_unit_test(test_read_file_shrunk),
         cmocka_unit_test(test_read_label_out_of_range),
         cmocka_unit_test(test_label_counts),
         cmocka_unit_test(test_written_layout),
