@@ -201,6 +201,17 @@ void net_destroy(struct net *net)
     free(net);
 }
 
+void net_set_slabs(struct net *net, float *params, float *grads)
+{
+    /* The plans' oneDNN memories wrap the old slabs (layer.w, layer.dw): made again on next use. */
+    for (int i = 0; i < NET_MAX_PLANS; i++) {
+        plan_destroy(net, net->plans[i]);
+        net->plans[i] = NULL;
+    }
+    net->params = params;
+    net->grads = grads;
+}
+
 void net_init_params(struct net *net, uint64_t seed)
 {
     /* One generator walked in layer order: the initial weights are a function of the seed alone. */

@@ -43,6 +43,10 @@ struct net {
 int net_create(struct net **out, const struct model *m, struct error *err);
 void net_destroy(struct net *net);
 
+/* Points the network at other slabs (the same sizes; the caller owns them and copies the values): the
+ * gradient exchange puts the parameters in node-shared memory. The plans made so far are dropped. */
+void net_set_slabs(struct net *net, float *params, float *grads);
+
 /* Keras initial values from `seed`: the same on every rank. */
 void net_init_params(struct net *net, uint64_t seed);
 

@@ -44,6 +44,9 @@ void optim_release(struct optim *o);
  *   Adam:    t += 1; lr_t = lr*sqrt(1-beta2^t)/(1-beta1^t); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
  *            p -= lr_t*m / (sqrt(v) + eps) */
 void optim_step(struct optim *o, float *params, const float *grads);
+/* The same step on elements [lo, hi) only, with their gradients in shard_grads (hi - lo,): the update of one
+ * rank's shard (the slots outside [lo, hi) are left as they were; iterations counts the step). */
+void optim_step_range(struct optim *o, float *params, const float *shard_grads, size_t lo, size_t hi);
 
 /* Whether every x (n,) is finite: the check that keeps a diverged step away from the weights. */
 int optim_all_finite(const float *x, size_t n);

@@ -82,6 +82,10 @@ expect 2 2 "unknown option '--epoks' \(did you mean '--epochs'\?\)" "unknown opt
   $(train --data train.h5 --epoks 3)
 expect 0 2 "--batch-size: '0' is not an integer" "bad option value: exit 2" $(train --data train.h5 --batch-size 0)
 expect 0 2 "--data is required" "missing --data: exit 2" "$trainer" train --model "$model"
+export TRAINER_EXCHANGE=mesages
+expect 2 2 "TRAINER_EXCHANGE must be auto or messages, not 'mesages'" "misspelled TRAINER_EXCHANGE: exit 2" \
+  -x TRAINER_EXCHANGE $(train --data train.h5)
+unset TRAINER_EXCHANGE
 
 # ---- datasets -----------------------------------------------------------------------------------------------
 expect 2 3 "missing.h5: No such file or directory" "missing dataset on 2 ranks: exit 3" \

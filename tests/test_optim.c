@@ -291,10 +291,83 @@ static void test_long_vector(void **state)
     free(g);
 }
 
+/* What the ranks of a job do between them (exchange.c): each updates its own shard [lo, hi) with its own
+ * optimizer, the gradients of that shard given from index lo. The parameters must come out bit for bit as
+ * one full update gives them, every optimizer, over several steps (Adam's bias correction counts them). */
+static void test_step_range_shards(void **state)
+{
+    (void)state;
+    enum { BIG = 100003, RANKS = 3, STEPS_R = 4 };
+    static const enum optim_kind kinds[] = {OPTIM_SGD, OPTIM_RMSPROP, OPTIM_ADAM};
+    for (size_t k = 0; k < 3; k++) {
+        struct optim_conf c;
+        struct error err = {0};
+        struct optim whole, part[RANKS];
+        optim_defaults(&c, kinds[k]);
+        c.momentum = 0.5; /* SGD: a slot to keep per shard */
+        float *p = malloc(BIG * sizeof *p), *q = malloc(BIG * sizeof *q), *g = malloc(BIG * sizeof *g);
+        assert_true(p && q && g);
+        assert_int_equal(optim_init(&whole, &c, BIG, &err), ERR_OK);
+        for (int r = 0; r < RANKS; r++)
+            assert_int_equal(optim_init(&part[r], &c, BIG, &err), ERR_OK);
+        for (int i = 0; i < BIG; i++)
+            p[i] = q[i] = 0.001f * (float)(i % 1000) - 0.5f;
+        for (int step = 0; step < STEPS_R; step++) {
+            for (int i = 0; i < BIG; i++)
+                g[i] = sinf(0.37f * (float)i + (float)step);
+            optim_step(&whole, p, g);
+            for (int r = 0; r < RANKS; r++) {
+                size_t lo = (size_t)BIG * r / RANKS, hi = (size_t)BIG * (r + 1) / RANKS;
+                optim_step_range(&part[r], q, g + lo, lo, hi);
+            }
+        }
+        if (memcmp(p, q, BIG * sizeof *p) != 0)
+            fail_msg("%s: the shards' update differs from the whole one", optim_kind_name(kinds[k]));
+        for (int r = 0; r < RANKS; r++) {
+            assert_int_equal(part[r].iterations, STEPS_R);
+            optim_release(&part[r]);
+        }
+        optim_release(&whole);
+        free(p);
+        free(q);
+        free(g);
+    }
+}
+
+/* The divergence check: any NaN or infinity anywhere (both ends, the middle, past the threshold where it
+ * runs threaded), and nothing else: the largest floats, subnormals and -0 are finite. */
+static void test_all_finite(void **state)
+{
+    (void)state;
+    enum { BIG = 300007 };
+    float *x = malloc(BIG * sizeof *x);
+    assert_non_null(x);
+    static const size_t sizes[] = {1, 7, 64, 1001, BIG};
+    const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        for (size_t i = 0; i < n; i++)
+            x[i] = (i % 4 == 0) ? 3.4028235e38f : (i % 4 == 1) ? -1e-45f : (i % 4 == 2) ? -0.0f : 1.0f;
+        assert_true(optim_all_finite(x, n));
+        const size_t at[] = {0, n / 2, n - 1};
+        for (size_t a = 0; a < 3; a++)
+            for (size_t b = 0; b < 4; b++) {
+                float keep = x[at[a]];
+                x[at[a]] = bad[b];
+                if (optim_all_finite(x, n))
+                    fail_msg("n %zu: %g at %zu not seen", n, (double)bad[b], at[a]);
+                x[at[a]] = keep;
+            }
+    }
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_match_keras),
+        cmocka_unit_test(test_step_range_shards),
+        cmocka_unit_test(test_all_finite),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_sgd_plain),
         cmocka_unit_test(test_sgd_momentum),

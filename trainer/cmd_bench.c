@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "dataset.h"
 #include "dist.h"
+#include "exchange.h"
 #include "feed.h"
 #include "net.h"
 #include "optim.h"
@@ -63,6 +64,7 @@ struct step_parts {
 
 struct bench {
     struct bench_opts o;
+    const char *exchange;   /* how the ranks exchange gradients (exchange_attach) */
     struct model model;
     struct net *net;
     struct optim opt;
@@ -203,6 +205,8 @@ static int setup(struct bench *b, struct error *err)
 {
     struct optim_conf oc;
     int rc, rank = dist_rank(), size = dist_size();
+    if ((rc = exchange_check_env(err)))
+        return rc;
     rc = cli_is_hdf5(b->o.model) ? checkpoint_read_model(b->o.model, &b->model, err)
                              : model_load(&b->model, b->o.model, err);
     if (rc || (rc = net_create(&b->net, &b->model, err)))
@@ -221,6 +225,8 @@ static void teardown(struct bench *b)
     feed_destroy(b->feed);
     if (b->ds.file > 0)
         dataset_close(&b->ds);
+    if (b->net)
+        exchange_detach(b->net, &b->opt);
     net_destroy(b->net);
     optim_release(&b->opt);
     free(b->images);
@@ -248,8 +254,8 @@ static int get_batch(struct bench *b, int64_t step, struct feed_batch *fb, struc
     return rc;
 }
 
-/* One training step as train_loop runs it: this rank's gradient, the all-reduce of gradients and statistics,
- * the finiteness check, the update. Adds its parts to b->parts when `timed`. */
+/* One training step as train_loop runs it: this rank's gradient, the exchange of gradients and statistics
+ * (exchange.h: reduce-scatter, finiteness, the update of this rank's shard, all-gather). Adds its parts to b->parts when `timed`. */
 static int step(struct bench *b, int64_t k, int timed, struct error *err)
 {
     struct net *net = b->net;
@@ -265,23 +271,24 @@ static int step(struct bench *b, int64_t k, int timed, struct error *err)
     if (fb.n == 0 || rc != ERR_OK)
         memset(net->grads, 0, sizeof(float) * net->n_params);
     memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
-    tail[0] = (float)st.loss_sum;
-    tail[1] = rc != ERR_OK;
+    tail[TAIL_LOSS] = (float)st.loss_sum;
+    tail[TAIL_ERROR] = rc != ERR_OK;
     double t2 = dist_wtime();
-    dist_allreduce_sum_f32(net->grads, net->n_params + NET_GRAD_TAIL);
+    struct exchange x;
+    exchange_gradients(net, &x);
     double t3 = dist_wtime();
-    if (tail[1] != 0)
+    if (tail[TAIL_ERROR] != 0)
         return cli_agree(rc, err);
-    if (!optim_all_finite(net->grads, net->n_params))
+    if (tail[TAIL_NONFINITE] != 0)
         return cli_agree(error_set(err, ERR_DIVERGED, "bench: the gradient is not finite at step %lld",
                                    (long long)k), err);
-    optim_step(&b->opt, net->params, net->grads);
+    double gather = exchange_update(net, &b->opt, &x);
     double t4 = dist_wtime();
     if (timed) {
         b->parts.data += t1 - t0;
         b->parts.compute += t2 - t1;
-        b->parts.allreduce += t3 - t2;
-        b->parts.update += t4 - t3;
+        b->parts.allreduce += (t3 - t2) + gather;
+        b->parts.update += (t4 - t3) - gather;
         b->parts.total += t4 - t0;
     }
     return ERR_OK;
@@ -356,7 +363,7 @@ static void report(struct bench *b, double *ips, int repeats, double peak, const
                                    v[2 * L + 6]};
     double steps = (double)b->o.steps * repeats, total = b->parts.total;
     print_layers(b, v, v + L, v[2 * L], steps);
-    printf("%-30s %12.3f %12s %7.1f%%\n", "all-reduce", b->parts.allreduce / steps * 1e3, "",
+    printf("%-30s %12.3f %12s %7.1f%%\n", "all-reduce (scatter + gather)", b->parts.allreduce / steps * 1e3, "",
            100.0 * b->parts.allreduce / total);
     printf("%-30s %12.3f %12s %7.1f%%\n", "update (rmsprop)", b->parts.update / steps * 1e3, "",
            100.0 * b->parts.update / total);
@@ -400,6 +407,10 @@ static void print_header(const struct bench *b)
     printf("%ld per rank); data %s; %ld warm-up steps, then %ld x %ld timed steps\n",
            (b->o.batch + size - 1) / size, b->o.data ? b->o.data : "synthetic (in memory)", b->o.warmup,
            b->o.repeats, b->o.steps);
+    if (size > 1)
+        printf("gradient exchange: %s\n", strcmp(b->exchange, "shared") == 0
+                                              ? "node-shared memory (reduce in place, update by shards)"
+                                              : "messages (reduce-scatter, update by shards, all-gather)");
     fflush(stdout);
 }
 
@@ -459,6 +470,8 @@ int cmd_bench(int argc, char **argv)
     if (rc == 0) {
         b->threads = cli_threads(b->o.threads);
         rc = cli_agree(setup(b, &err), &err);
+        if (rc == ERR_OK)
+            b->exchange = exchange_attach(b->net, &b->opt);
         if (rc == ERR_OK && dist_rank() == 0)
             print_header(b);
         if (rc == ERR_OK)

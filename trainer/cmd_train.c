@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "dist.h"
+#include "exchange.h"
 #include "h5file.h"
 #include "summary.h"
 #include "train.h"
@@ -47,6 +48,8 @@ static const char usage_text[] =
     "  TRAINER_PROGRESS=bar|lines|auto   force the live bar or plain epoch lines (default auto)\n"
     "  TRAINER_WATCHDOG_S=S    a rank that waits S seconds for the others in a collective ends the job\n"
     "                          (default 60; 0 switches the watchdog off)\n"
+    "  TRAINER_EXCHANGE=auto|messages   how ranks sum gradients: through node-shared memory where every\n"
+    "                          node runs the same number of ranks (auto, the default), or MPI messages\n"
     "  OMP_NUM_THREADS=T       threads per rank, as --threads\n";
 
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
@@ -299,7 +302,7 @@ static int setup_buffers(struct run *r, struct error *err)
 static int setup(struct run *r, struct error *err)
 {
     int rc;
-    if ((rc = load_model(r, err)))
+    if ((rc = exchange_check_env(err)) || (rc = load_model(r, err)))
         return rc;
     if (r->o.resume && (rc = resume_settings(r, err)))
         return rc;
@@ -310,6 +313,8 @@ static int setup(struct run *r, struct error *err)
 
 static void teardown(struct run *r)
 {
+    if (r->net)
+        exchange_detach(r->net, &r->opt);
     net_destroy(r->net);
     optim_release(&r->opt);
     if (r->train.file > 0)
@@ -331,7 +336,11 @@ static void print_setup(const struct run *r)
     int size = dist_size();
     char a[32], b[32], opt[160];
     summary_print(stdout, &r->model, o->model ? o->model : o->resume);
-    printf("Ranks:      %d x %d thread%s\n", size, r->threads, r->threads == 1 ? "" : "s");
+    printf("Ranks:      %d x %d thread%s", size, r->threads, r->threads == 1 ? "" : "s");
+    if (size > 1)
+        printf(" (gradients through %s)",
+               strcmp(r->exchange, "shared") == 0 ? "node-shared memory" : "messages");
+    putchar('\n');
     /* An uneven split gives some ranks one sample less. */
     printf("Batch:      %ld global, ", o->batch);
     if (o->batch % size)
@@ -379,6 +388,8 @@ int cmd_train(int argc, char **argv)
     if (rc == 0) {
         r->threads = cli_threads(r->o.threads);
         rc = cli_agree(setup(r, &err), &err);
+        if (rc == ERR_OK)
+            r->exchange = exchange_attach(r->net, &r->opt);
         if (rc == ERR_OK && dist_rank() == 0 && !r->o.quiet)
             print_setup(r);
         if (rc == ERR_OK)

@@ -16,6 +16,29 @@ int dist_local_size(void);
 void dist_allreduce_sum_f32(float *buf, size_t n);
 void dist_allreduce_sum_f64(double *buf, size_t n);
 
+/* The sharded exchange of a step: a slab of n floats is cut into one shard per rank, [lo, hi) for this rank
+ * (dist_shard: contiguous, in rank order, whole 64-byte lines but the last). dist_reduce_scatter_sum_f32 sums
+ * every rank's buf (n,) and points *shard at this rank's shard of the sum, buf + lo (the rest of buf is left
+ * holding partial sums). dist_allgather_f32 gives every rank buf (n,) made
+ * of each rank's own shard: after each rank has updated its shard of the parameters, all hold them all. The
+ * two move what one all-reduce moves, and between them each rank updates 1/N of the parameters, not all. */
+void dist_shard(size_t n, size_t *lo, size_t *hi);
+void dist_reduce_scatter_sum_f32(float *buf, size_t n, const float **shard);
+void dist_allgather_f32(float *buf, size_t n);
+
+/* Node-shared memory, for the exchange of ranks on one node through memory rather than messages (exchange.c).
+ * Collective over all ranks. Gives every rank of a node the same `shared_bytes` (one copy per node) and, in
+ * own[r] (an array this returns; the caller frees it), the `own_bytes` of each of the node's ranks r, its own
+ * at own[dist_node_rank()], all readable and writable by all of them; page aligned. Returns -1 on every rank
+ * when there is nothing to share (one rank per node), the nodes have different numbers of ranks, or the MPI
+ * library cannot give the memory; callable once per run, freed by dist_finalize. */
+int dist_node_share(size_t shared_bytes, size_t own_bytes, void **shared, void ***own);
+int dist_node_rank(void);
+/* After dist_node_share: a barrier of this node's ranks, and the in-place sum over the ranks of the same node
+ * rank on every node (nothing on one node). */
+void dist_node_barrier(void);
+void dist_cross_allreduce_sum_f32(float *buf, size_t n);
+
 /* Collective: rank 0 receives every rank's `count` floats, rank after rank, into recv (ignored elsewhere). */
 void dist_gather_f32(const float *send, int count, float *recv);
 

@@ -25,6 +25,7 @@ struct train_opts {
 
 struct run {
     struct train_opts o;
+    const char *exchange;                /* how the ranks exchange gradients (exchange_attach) */
     struct model model;
     struct dataset train, val;
     int has_val;

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "dist.h"
+#include "exchange.h"
 #include "evaluate.h"
 #include "feed.h"
 #include "progress.h"
@@ -16,7 +17,6 @@
 #include "train.h"
 
 /* Tail of the gradient slab, summed with the gradients. */
-enum { TAIL_LOSS, TAIL_CORRECT, TAIL_ERROR, TAIL_STOP };
 
 /* Set by SIGTERM or SIGUSR1 (Slurm's warning signal, or a time limit): the signal may reach one rank or
  * all; its flag travels in the step's all-reduce, so every rank stops after the same step. */
@@ -68,18 +68,19 @@ static int train_step(struct run *r, int64_t gb, struct error *err)
 {
     struct net *net = r->net;
     const float *tail = net->grads + net->n_params;
+    struct exchange x;
     int rc = local_gradient(r, gb, err);
-    dist_allreduce_sum_f32(net->grads, net->n_params + NET_GRAD_TAIL);
+    exchange_gradients(net, &x);
     if (tail[TAIL_ERROR] != 0)
         return cli_agree(rc, err);
-    if (!isfinite(tail[TAIL_LOSS]) || !optim_all_finite(net->grads, net->n_params)) {
-        /* Same numbers on every rank after the all-reduce: all stop here, before the update, so nothing
+    if (!isfinite(tail[TAIL_LOSS]) || tail[TAIL_NONFINITE] != 0) {
+        /* The same tail on every rank after the exchange: all stop here, before the update, so nothing
          * non-finite ever reaches the weights or a checkpoint. */
         error_set(err, ERR_DIVERGED, "%s: training diverged at step %lld: the %s is not finite (try a lower --lr)",
                   r->o.data, (long long)r->at.step + 1, isfinite(tail[TAIL_LOSS]) ? "gradient" : "loss");
         return cli_agree(ERR_DIVERGED, err);
     }
-    optim_step(&r->opt, net->params, net->grads);
+    exchange_update(net, &r->opt, &x);
     r->stop_requested = tail[TAIL_STOP] != 0;
     r->at.step++;
     r->at.epoch_step++;
@@ -93,6 +94,7 @@ static int train_step(struct run *r, int64_t gb, struct error *err)
 static int save(struct run *r, const char *path, struct error *err)
 {
     int rc = ERR_OK;
+    exchange_sync_optimizer(r->net, &r->opt);
     if (dist_rank() == 0) {
         r->at.world_size = dist_size();
         rc = checkpoint_write(path, r->net, &r->opt, &r->at, err);
