@@ -264,6 +264,47 @@ run 2 "$trainer" train --resume killed.h5 --data train.h5 --epochs 1000 --max-st
   && ok "--resume from it (step $at) continues to step $((at + 40))" || bad "resume after kill: exit $rc, $(cat err.txt)"
 no_leftovers "resume after kill"
 
+# A rank that aborts (an assertion in a library, SIGABRT): the same end as a kill, the checkpoint intact.
+rm -f aborted.h5
+background 2 $(train --data train.h5 --epochs 1000 --checkpoint aborted.h5 --checkpoint-every 5)
+wait_for_file aborted.h5 && sleep 0.3
+r=($(ranks))
+start=$(date +%s)
+[ ${#r[@]} -eq 2 ] && kill -ABRT "${r[0]}"
+wait "$bg"; code=$?
+took=$(($(date +%s) - start))
+if [ ${#r[@]} -eq 2 ] && [ "$code" -ne 0 ] && [ "$took" -le 30 ]; then
+  ok "rank 0 aborted: the job ends in ${took}s (exit $code)"
+else
+  bad "rank 0 aborted: ranks '${r[*]}', exit $code after ${took}s"
+fi
+no_leftovers "rank 0 aborted" && ok "rank 0 aborted: no process left"
+"$trainer" info aborted.h5 >info.txt 2>&1 && grep -q 'steps' info.txt && ok "after an abort the checkpoint is readable" \
+  || bad "aborted.h5 unreadable: $(cat info.txt)"
+
+# An error that one rank meets alone, mid-run: each rank reads its own copy of the dataset (MPMD, as if rank 1
+# were on a node whose file system fails), and rank 1's copy is cut short while the job runs. Rank 0 reads on
+# without a fault, yet must not wait for rank 1: both end with rank 1's message and exit 3.
+cp train.h5 own0.h5 && cp train.h5 own1.h5
+timeout -k 5 90 mpirun -q --oversubscribe --bind-to none -np 1 $(train --data "$work/own0.h5" --epochs 1000 \
+  --checkpoint own.h5 --checkpoint-every 5) : -np 1 $(train --data "$work/own1.h5" --epochs 1000 \
+  --checkpoint own.h5 --checkpoint-every 5) >bg-out.txt 2>bg-err.txt &
+bg=$!
+wait_for_file own.h5
+start=$(date +%s)
+truncate -s 4096 own1.h5
+wait "$bg"; code=$?
+took=$(($(date +%s) - start))
+if [ "$code" -eq 3 ] && [ "$took" -le 60 ] && [ "$(wc -l <bg-err.txt)" -eq 1 ] &&
+   grep -q -E "^trainer: error: $work/own1.h5: cannot read /(images|labels): damaged or truncated file" bg-err.txt; then
+  ok "rank 1's dataset cut short mid-run: both ranks end in ${took}s, exit 3, one line"
+else
+  bad "rank 1's dataset cut short: exit $code after ${took}s: $(head -c 600 bg-err.txt)"
+fi
+no_leftovers "rank 1's dataset cut short"
+"$trainer" info own.h5 >info.txt 2>&1 && grep -q 'steps' info.txt && ok "and the last checkpoint is readable" \
+  || bad "own.h5 unreadable: $(cat info.txt)"
+
 # ---- SIGUSR1: stop, checkpoint, exit 75; the resumed run ends bit-identical to an uninterrupted one --------------
 run 2 $(train --data train.h5 --epochs 1000 --max-steps 800 --checkpoint straight.h5)
 [ "$rc" -eq 0 ] || bad "uninterrupted run: exit $rc, $(cat err.txt)"
