@@ -49,7 +49,10 @@ struct cp_priv {
     float *patches;    /* (threads, patch) each thread's window_patch */
     long patch;        /* floats in a patch: (PY + KH - 1) * (PX + KW - 1) * C */
     int threads;       /* threads the kernels run with, fixed at create so that the buffers suffice */
+    int fixed;         /* a kernel for this taps count and 2x2 windows (fixed_forward), else 0: the generic one */
 };
+
+int conv_pool_generic;
 
 static int is_relu_conv(const struct layer_spec *s)
 {
@@ -105,7 +108,7 @@ struct window {
     const int *tap, *pos;
 };
 
-static struct window window_at(const struct cp_geom *g, const struct cp_offsets *off, const float *x, int qh,
+static inline struct window window_at(const struct cp_geom *g, const struct cp_offsets *off, const float *x, int qh,
                                int qw, float *patch)
 {
     const int rows = g->PY + g->KH - 1, cols = g->PX + g->KW - 1;
@@ -223,6 +226,157 @@ __attribute__((target("avx512f"))) static void backward_sample(const struct cp_g
         }
 }
 
+/* The same two kernels for 2x2 pooling windows and a taps count known when compiling (FIXED_TAPS below: the
+ * first layers of the presets, 1 or 3 channels under a 2x2 or 3x3 kernel). The generic ones spend more time
+ * on their loops than on arithmetic: a window's four positions of one 16-filter block are only 4 x taps
+ * multiply-adds. Here one 16-filter block at a time keeps its weights (forward) or its weight-gradient sums
+ * (backward) in registers over the whole sample, and the four positions' chains are unrolled. Every sum is
+ * taken in the generic kernels' order, so the bits are theirs (test_net checks it). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+forward_fixed(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *w,
+              const float *b, float *y, uint8_t *where, float *patch, const int TAPS)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
+    for (int cb = 0; cb < g->F / 16; cb++) {
+        __m512 wv[CONV_POOL_FIXED_MAX];
+#pragma GCC unroll 16
+        for (int t = 0; t < TAPS; t++)
+            wv[t] = _mm512_loadu_ps(w + (long)t * g->F + cb * 16);
+        const __m512 bias = b ? _mm512_loadu_ps(b + cb * 16) : zero;
+        float *yc = y + (long)cb * g->QH * g->QW * 16;
+        uint8_t *wc = where + (long)cb * g->QH * g->QW * 16;
+        for (int qh = 0; qh < g->QH; qh++)
+            for (int qw = 0; qw < g->QW; qw++) {
+                const struct window win = window_at(g, off, x, qh, qw, patch);
+                const int *tap = win.tap;
+                const float *p0 = win.base + win.pos[0], *p1 = win.base + win.pos[1], *p2 = win.base + win.pos[2],
+                            *p3 = win.base + win.pos[3];
+                __m512 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+#pragma GCC unroll 16
+                for (int t = 0; t < TAPS; t++) {
+                    const int k = tap[t];
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[k]), wv[t], a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(p1[k]), wv[t], a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(p2[k]), wv[t], a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(p3[k]), wv[t], a3);
+                }
+                /* ReLU, then the first largest of the four, as the generic kernel takes it. */
+                __m512 best = _mm512_max_ps(a0, zero), v;
+                __m512i at = _mm512_setzero_si512();
+                __mmask16 more;
+                v = _mm512_max_ps(a1, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, one);
+                v = _mm512_max_ps(a2, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, two);
+                v = _mm512_max_ps(a3, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, three);
+                long o = ((long)qh * g->QW + qw) * 16;
+                _mm512_storeu_ps(yc + o, best);
+                _mm_storeu_si128((__m128i *)(wc + o), _mm512_cvtepi32_epi8(at));
+            }
+    }
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+backward_fixed(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *dy,
+               const float *y, const uint8_t *where, float *dw, float *db, float *patch, const int TAPS)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
+    for (int cb = 0; cb < g->F / 16; cb++) {
+        __m512 acc[CONV_POOL_FIXED_MAX], dbacc = zero;
+#pragma GCC unroll 16
+        for (int t = 0; t < TAPS; t++)
+            acc[t] = zero;
+        const long plane = (long)cb * g->QH * g->QW * 16;
+        for (int qh = 0; qh < g->QH; qh++)
+            for (int qw = 0; qw < g->QW; qw++) {
+                long o = plane + ((long)qh * g->QW + qw) * 16;
+                __mmask16 live = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), zero, _CMP_GT_OQ);
+                if (!live)
+                    continue;
+                const struct window win = window_at(g, off, x, qh, qw, patch);
+                const int *tap = win.tap;
+                const float *p0 = win.base + win.pos[0], *p1 = win.base + win.pos[1], *p2 = win.base + win.pos[2],
+                            *p3 = win.base + win.pos[3];
+                __m512 grad = _mm512_maskz_mov_ps(live, _mm512_loadu_ps(dy + o));
+                __m512i at = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(where + o)));
+                dbacc = _mm512_add_ps(dbacc, grad);
+                __m512 g0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_setzero_si512()), grad),
+                       g1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, one), grad),
+                       g2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, two), grad),
+                       g3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, three), grad);
+#pragma GCC unroll 16
+                for (int t = 0; t < TAPS; t++) {
+                    const int k = tap[t];
+                    __m512 s = _mm512_fmadd_ps(_mm512_set1_ps(p0[k]), g0, acc[t]);
+                    s = _mm512_fmadd_ps(_mm512_set1_ps(p1[k]), g1, s);
+                    s = _mm512_fmadd_ps(_mm512_set1_ps(p2[k]), g2, s);
+                    acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(p3[k]), g3, s);
+                }
+            }
+#pragma GCC unroll 16
+        for (int t = 0; t < TAPS; t++)
+            _mm512_storeu_ps(dw + (long)t * g->F + cb * 16, acc[t]);
+        _mm512_storeu_ps(db + cb * 16, dbacc);
+    }
+}
+
+/* FIXED_TAPS(X): X(taps) for each taps count with a kernel of its own. */
+#define FIXED_TAPS(X) X(4) X(8) X(9) X(12) X(16)
+#define FIXED_FN(n)                                                                                            \
+    __attribute__((target("avx512f"))) static void forward_##n(const struct cp_geom *g,                       \
+                                                                 const struct cp_offsets *off, const float *x, \
+                                                                 const float *w, const float *b, float *y,     \
+                                                                 uint8_t *where, float *patch)                 \
+    {                                                                                                          \
+        forward_fixed(g, off, x, w, b, y, where, patch, n);                                                    \
+    }                                                                                                          \
+    __attribute__((target("avx512f"))) static void backward_##n(                                             \
+        const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *dy, const float *y, \
+        const uint8_t *where, float *dw, float *db, float *patch)                                              \
+    {                                                                                                          \
+        backward_fixed(g, off, x, dy, y, where, dw, db, patch, n);                                             \
+    }
+FIXED_TAPS(FIXED_FN)
+
+static int fixed_for(const struct cp_geom *g)
+{
+    if (conv_pool_generic || g->PY != 2 || g->PX != 2)
+        return 0;
+#define FIXED_CASE(n) if (g->taps == n) return n;
+    FIXED_TAPS(FIXED_CASE)
+#undef FIXED_CASE
+    return 0;
+}
+
+static void run_forward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+                        const float *w, const float *b, float *y, uint8_t *where, float *patch)
+{
+    switch (fixed) {
+#define FIXED_CASE(n) case n: forward_##n(g, off, x, w, b, y, where, patch); return;
+        FIXED_TAPS(FIXED_CASE)
+#undef FIXED_CASE
+    default:
+        forward_sample(g, off, x, w, b, y, where, patch);
+    }
+}
+
+/* The generic kernel adds to dw and db (zeroed by the caller); the fixed ones write their sums, which start
+ * from zero: the same values. */
+static void run_backward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+                         const float *dy, const float *y, const uint8_t *where, float *dw, float *db, float *patch)
+{
+    switch (fixed) {
+#define FIXED_CASE(n) case n: backward_##n(g, off, x, dy, y, where, dw, db, patch); return;
+        FIXED_TAPS(FIXED_CASE)
+#undef FIXED_CASE
+    default:
+        backward_sample(g, off, x, dy, y, where, dw, db, patch);
+    }
+}
+
 #else
 
 /* Never called: conv_pool_fusable is false without AVX-512. */
@@ -236,6 +390,26 @@ static void backward_sample(const struct cp_geom *g, const struct cp_offsets *of
                             const float *y, const uint8_t *where, float *dw, float *db, float *patch)
 {
     (void)g, (void)off, (void)x, (void)dy, (void)y, (void)where, (void)dw, (void)db, (void)patch;
+}
+
+static int fixed_for(const struct cp_geom *g)
+{
+    (void)g;
+    return 0;
+}
+
+static void run_forward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+                        const float *w, const float *b, float *y, uint8_t *where, float *patch)
+{
+    (void)fixed;
+    forward_sample(g, off, x, w, b, y, where, patch);
+}
+
+static void run_backward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+                         const float *dy, const float *y, const uint8_t *where, float *dw, float *db, float *patch)
+{
+    (void)fixed;
+    backward_sample(g, off, x, dy, y, where, dw, db, patch);
 }
 
 #endif
@@ -277,6 +451,7 @@ static int cp_create(struct layer *l, const struct dnn *d, int need_diff_src, st
     }
     p->patch = (long)(g->PY + g->KH - 1) * cols * g->C;
     p->threads = omp_get_max_threads();
+    p->fixed = fixed_for(g);
     p->where = malloc(pooled);
     p->partial = malloc(sizeof(float) * (size_t)p->threads * 2 * (size_t)(g->taps + 1) * g->F);
     p->patches = malloc(sizeof(float) * (size_t)p->threads * (size_t)p->patch);
@@ -310,7 +485,7 @@ static int cp_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *patch = p->patches + (size_t)t * (size_t)p->patch;
         for (int i = l->n * t / nt; i < l->n * (t + 1) / nt; i++)
-            forward_sample(g, &p->off, x + i * in, w, b, y + i * out, p->where + i * out, patch);
+            run_forward(p->fixed, g, &p->off, x + i * in, w, b, y + i * out, p->where + i * out, patch);
     }
     return ERR_OK;
 }
@@ -339,8 +514,8 @@ static int cp_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         memset(sum, 0, sizeof(float) * per);
         for (int i = l->n * t / nt; i < l->n * (t + 1) / nt; i++) {
             memset(one, 0, sizeof(float) * per);
-            backward_sample(g, &p->off, x + i * in, dy + i * out, y + i * out, p->where + i * out, one,
-                            one + (size_t)g->taps * g->F, patch);
+            run_backward(p->fixed, g, &p->off, x + i * in, dy + i * out, y + i * out, p->where + i * out, one,
+                         one + (size_t)g->taps * g->F, patch);
             for (size_t k = 0; k < per; k++)
                 sum[k] += one[k];
         }

@@ -13,6 +13,12 @@
 int conv_pool_fusable(const struct model *m, int i);
 
 #define CONV_POOL_MAX_TAPS 64
+/* Taps counts up to this have kernels of their own for 2x2 pooling (conv_pool.c). */
+#define CONV_POOL_FIXED_MAX 16
+
+/* Tests: 1 makes layers created from now on run the generic kernels (the reference the taps-specific ones
+ * must match bit for bit). */
+extern int conv_pool_generic;
 
 /* Runs the pair: create/forward/backward/destroy of the layer whose spec is the Conv2D's; the pooling's spec
  * is the next one in the model (spec + 1). Its dst is the pooling's output (nChw16c), its weights and

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "conv_pool.h"
 #include "model.h"
 #include "net.h"
 #include "rng.h"
@@ -102,6 +103,18 @@ static const char *const fused_models[] = {
     "MaxPooling2D(3)\n"
     "Flatten()\n"
     "Dense(5, activation='softmax')\n",
+    /* 2x2 windows and 12 taps: a taps-specific kernel, here with two blocks of 16 filters and a dropped edge */
+    "Input(shape=(13, 13, 3))\n"
+    "Conv2D(32, 2, padding='same', activation='relu')\n"
+    "MaxPooling2D(2)\n"
+    "Flatten()\n"
+    "Dense(5, activation='softmax')\n",
+    /* 2x2 windows and 9 taps (3x3 on one channel), no bias */
+    "Input(shape=(12, 12, 1))\n"
+    "Conv2D(16, 3, padding='same', activation='relu', use_bias=False)\n"
+    "MaxPooling2D(2)\n"
+    "Flatten()\n"
+    "Dense(5, activation='softmax')\n",
 };
 
 static struct net *make_net_from(const char *text, int no_fusion)
@@ -162,6 +175,57 @@ static void test_fused_first_layers_match(void **state)
     }
 }
 
+/* The kernels for a fixed taps count (2x2 windows: models 1, 3 and 4 above) give the generic kernel's bits:
+ * gradients, loss and predictions, over steps that move the weights. */
+static void test_fixed_taps_kernels_are_bit_identical(void **state)
+{
+    (void)state;
+    struct error err = {0};
+    enum { N = 5 };
+    uint8_t images[N * 13 * 13 * 3];
+    int32_t labels[N];
+    int64_t ids[N];
+    float p1[N * CLASSES], p2[N * CLASSES];
+    struct rng r;
+    rng_seed(&r, 23, 0);
+    for (size_t i = 0; i < sizeof images; i++)
+        images[i] = (uint8_t)rng_below(&r, (i / 200) % 2 ? 256 : 2); /* dark runs: ties in the windows */
+    for (int i = 0; i < N; i++) {
+        labels[i] = (int32_t)rng_below(&r, CLASSES);
+        ids[i] = i;
+    }
+    for (size_t k = 0; k < sizeof fused_models / sizeof fused_models[0]; k++) {
+        struct net *fixed = make_net_from(fused_models[k], 0);
+        conv_pool_generic = 1;
+        struct net *generic = make_net_from(fused_models[k], 0);
+        struct net_batch b = {N, images, labels, ids};
+        struct net_stats s1, s2;
+        for (int step = 0; step < 3; step++) {
+            if (net_train_batch(generic, &b, N, 3, (uint64_t)step, &s2, &err) != ERR_OK)
+                fail_msg("train: %s", err.msg);
+            conv_pool_generic = 0;
+            if (net_train_batch(fixed, &b, N, 3, (uint64_t)step, &s1, &err) != ERR_OK)
+                fail_msg("train: %s", err.msg);
+            conv_pool_generic = 1;
+            assert_memory_equal(fixed->grads, generic->grads, sizeof(float) * fixed->n_params);
+            assert_true(s1.loss_sum == s2.loss_sum);
+            for (size_t i = 0; i < fixed->n_params; i++) {
+                fixed->params[i] -= 0.5f * fixed->grads[i];
+                generic->params[i] -= 0.5f * generic->grads[i];
+            }
+        }
+        /* Inference plans are made on first use: each with its own setting. */
+        if (net_infer_batch(generic, &b, p2, NULL, &err) != ERR_OK)
+            fail_msg("infer: %s", err.msg);
+        conv_pool_generic = 0;
+        if (net_infer_batch(fixed, &b, p1, NULL, &err) != ERR_OK)
+            fail_msg("infer: %s", err.msg);
+        assert_memory_equal(p1, p2, sizeof p1);
+        net_destroy(fixed);
+        net_destroy(generic);
+    }
+}
+
 static void test_timing_changes_nothing(void **state)
 {
     (void)state;
@@ -191,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_relu_backward_is_bit_identical),
         cmocka_unit_test(test_fused_first_layers_match),
+        cmocka_unit_test(test_fixed_taps_kernels_are_bit_identical),
         cmocka_unit_test(test_timing_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
