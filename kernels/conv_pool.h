@@ -13,7 +13,7 @@
 int conv_pool_fusable(const struct model *m, int i);
 
 #define CONV_POOL_MAX_TAPS 64
-/* Taps counts up to this have kernels of their own for 2x2 pooling (conv_pool.c). */
+/* Kernel shapes with kernels of their own for 2x2 pooling have at most this many taps (conv_pool.c). */
 #define CONV_POOL_FIXED_MAX 16
 
 /* Tests: 1 makes layers created from now on run the generic kernels (the reference the taps-specific ones
