@@ -395,8 +395,10 @@ void dataset_close(struct dataset *ds)
     free(ds->scratch_labels);
     free(ds->scratch_coords);
     free(ds->all_labels);
+    free(ds->all_images);
     dataset_no_raw(ds);
     ds->all_labels = NULL;
+    ds->all_images = NULL;
     ds->class_names = NULL;
     ds->n_class_names = 0;
     ds->slots = NULL;
@@ -598,6 +600,60 @@ static int cache_labels(struct dataset *ds, struct error *err)
     return ERR_OK;
 }
 
+/* Slabs of this many samples per H5Dread while taking /images into memory: HDF5's conversion buffers stay
+ * small whatever the file. */
+#define HOLD_SLAB 4096
+
+int dataset_hold_in_memory(struct dataset *ds, int64_t max_bytes, int *held, struct error *err)
+{
+    const size_t sample = (size_t)ds->h * ds->w * ds->c;
+    *held = ds->all_images != NULL;
+    if (*held || ds->n > DATASET_CACHED_LABELS || (double)ds->n * (double)sample > (double)max_bytes)
+        return ERR_OK;
+    h5file_quiet();
+    int rc = cache_labels(ds, err);
+    uint8_t *all = rc ? NULL : malloc((size_t)ds->n * sample);
+    if (rc || !all || !ds->all_labels)
+        return rc; /* short of memory: keep reading from the file */
+    /* HDF5 reads zeros past the end of a file cut short: compare the file with the end HDF5 expects. */
+    struct stat st;
+    haddr_t eoa = 0;
+    if (H5Fget_eoa(ds->file, &eoa) < 0 || stat(ds->path, &st) != 0 || (haddr_t)st.st_size < eoa) {
+        free(all);
+        return error_set(err, ERR_INPUT, "%s: cannot read /images: damaged or truncated file", ds->path);
+    }
+    if (ds->raw_offset) { /* whole unfiltered samples: their bytes, block by block */
+        if (raw_read(ds, 0, ds->n, all) < 0) {
+            free(all);
+            return error_set(err, ERR_INPUT, "%s: cannot read /images: damaged or truncated file", ds->path);
+        }
+        ds->all_images = all;
+        *held = 1;
+        return ERR_OK;
+    }
+    hid_t fspace = H5Dget_space(ds->images), mspace = H5I_INVALID_HID;
+    for (int64_t start = 0; start < ds->n && rc == ERR_OK; start += HOLD_SLAB) {
+        hsize_t count = (hsize_t)(ds->n - start < HOLD_SLAB ? ds->n - start : HOLD_SLAB);
+        hsize_t first[4] = {(hsize_t)start, 0, 0, 0}, dims[4] = {count, (hsize_t)ds->h, (hsize_t)ds->w,
+                                                                 (hsize_t)ds->c};
+        close_id(&mspace, H5Sclose);
+        mspace = H5Screate_simple(4, dims, NULL);
+        if (fspace < 0 || mspace < 0 ||
+            H5Sselect_hyperslab(fspace, H5S_SELECT_SET, first, NULL, dims, NULL) < 0 ||
+            H5Dread(ds->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, all + (size_t)start * sample) < 0)
+            rc = error_set(err, ERR_INPUT, "%s: cannot read /images: damaged or truncated file", ds->path);
+    }
+    close_id(&mspace, H5Sclose);
+    close_id(&fspace, H5Sclose);
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    ds->all_images = all;
+    *held = 1;
+    return ERR_OK;
+}
+
 int dataset_read(struct dataset *ds, const int64_t *idx, int n, uint8_t *images, int32_t *labels,
                  int n_classes, struct error *err)
 {
@@ -605,6 +661,16 @@ int dataset_read(struct dataset *ds, const int64_t *idx, int n, uint8_t *images,
 
     if (n <= 0)
         return n == 0 ? ERR_OK : error_set(err, ERR_INTERNAL, "%s: negative batch size %d", ds->path, n);
+    if (ds->all_images) {
+        const size_t sample = (size_t)ds->h * ds->w * ds->c;
+        if ((rc = check_indices(ds, idx, n, err)))
+            return rc;
+        for (int i = 0; i < n; i++) {
+            memcpy(images + (size_t)i * sample, ds->all_images + (size_t)idx[i] * sample, sample);
+            labels[i] = ds->all_labels[idx[i]];
+        }
+        return check_labels(ds, idx, n, labels, n_classes, err);
+    }
     h5file_quiet();
     if ((rc = check_indices(ds, idx, n, err)) || (rc = grow_scratch(ds, n, err)) || (rc = cache_labels(ds, err)))
         return rc;

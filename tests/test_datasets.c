@@ -638,6 +638,75 @@ static void test_read_file_shrunk(void **state)
     dataset_close(&ds);
 }
 
+/* Held in memory, every layout gives the samples HDF5 reads from the file, bit for bit, and later reads need
+ * no file: cut short after the hold, the file is not read again. Too large for the budget, nothing is held. */
+static void test_hold_in_memory(void **state)
+{
+    (void)state;
+    enum { N = 100, H = 3, W = 4, C = 3, B = 37 };
+    static const enum raw_layout layouts[] = {RAW_CHUNKED, RAW_CONTIGUOUS, RAW_SPLIT_CHUNKS, RAW_GZIP,
+                                              RAW_USERBLOCK};
+    const char *path = tpath("hold.h5");
+    for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++) {
+        make_layout(path, layouts[k], N, H, W, C);
+        struct dataset ds, slow;
+        struct error err = {0};
+        int held = -1;
+        assert_int_equal(dataset_open(&ds, path, &err), ERR_OK);
+        assert_int_equal(dataset_open(&slow, path, &err), ERR_OK);
+        dataset_no_raw(&slow);
+        assert_int_equal(dataset_hold_in_memory(&ds, N * H * W * C - 1, &held, &err), ERR_OK);
+        assert_int_equal(held, 0); /* one byte short */
+        assert_null(ds.all_images);
+        assert_int_equal(dataset_hold_in_memory(&ds, N * H * W * C, &held, &err), ERR_OK);
+        assert_int_equal(held, 1);
+        assert_int_equal(truncate(path, 0), 0);
+        uint64_t rng = 7 + k;
+        int64_t idx[B];
+        static uint8_t px[B * H * W * C];
+        int32_t lab[B];
+        for (int round = 0; round < 20; round++) {
+            for (int i = 0; i < B; i++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                idx[i] = (int64_t)((rng >> 33) % N);
+            }
+            assert_int_equal(dataset_read(&ds, idx, B, px, lab, 10, &err), ERR_OK);
+            for (int i = 0; i < B; i++) {
+                assert_int_equal(lab[i], idx[i] % 10);
+                check_sample(px + (size_t)i * H * W * C, idx[i], (size_t)H * W * C);
+            }
+        }
+        /* A label out of range and an index outside the data are still found in memory. */
+        int64_t outside[1] = {N};
+        expect_error(dataset_read(&ds, outside, 1, px, lab, 10, &err), &err, ERR_INTERNAL, path, "100");
+        error_clear(&err);
+        int64_t nine[1] = {9};
+        expect_error(dataset_read(&ds, nine, 1, px, lab, 9, &err), &err, ERR_INPUT, path,
+                     "sample 9 has label 9, outside [0, 9)");
+        dataset_close(&ds);
+        dataset_close(&slow);
+    }
+}
+
+/* A file cut short after open but before the hold: the hold fails with the file named, and holds nothing. */
+static void test_hold_file_shrunk(void **state)
+{
+    (void)state;
+    enum { N = 100, H = 3, W = 4, C = 3 };
+    const char *path = tpath("hold-shrunk.h5");
+    make_layout(path, RAW_CHUNKED, N, H, W, C);
+    struct dataset ds;
+    struct error err = {0};
+    int held = -1;
+    assert_int_equal(dataset_open(&ds, path, &err), ERR_OK);
+    assert_int_equal(truncate(path, ds.raw_offset[(N - 1) / ds.raw_per_chunk]), 0);
+    expect_error(dataset_hold_in_memory(&ds, 1 << 20, &held, &err), &err, ERR_INPUT, path,
+                 "damaged or truncated");
+    assert_int_equal(held, 0);
+    assert_null(ds.all_images);
+    dataset_close(&ds);
+}
+
 static void test_read_label_out_of_range(void **state)
 {
     (void)state;
@@ -1041,6 +1110,8 @@ int main(void)
         cmocka_unit_test(test_read_layouts),
         cmocka_unit_test(test_read_file_shrunk),
         cmocka_unit_test(test_read_label_out_of_range),
+        cmocka_unit_test(test_hold_in_memory),
+        cmocka_unit_test(test_hold_file_shrunk),
         cmocka_unit_test(test_label_counts),
         cmocka_unit_test(test_written_layout),
         cmocka_unit_test(test_fixed_length_names),

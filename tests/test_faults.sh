@@ -86,6 +86,10 @@ export TRAINER_EXCHANGE=mesages
 expect 2 2 "TRAINER_EXCHANGE must be auto or messages, not 'mesages'" "misspelled TRAINER_EXCHANGE: exit 2" \
   -x TRAINER_EXCHANGE $(train --data train.h5)
 unset TRAINER_EXCHANGE
+export TRAINER_DATA_CACHE=of
+expect 2 2 "TRAINER_DATA_CACHE must be auto or off, not 'of'" "misspelled TRAINER_DATA_CACHE: exit 2" \
+  -x TRAINER_DATA_CACHE $(train --data train.h5)
+unset TRAINER_DATA_CACHE
 
 # ---- datasets -----------------------------------------------------------------------------------------------
 expect 2 3 "missing.h5: No such file or directory" "missing dataset on 2 ranks: exit 3" \
@@ -284,10 +288,12 @@ no_leftovers "rank 0 aborted" && ok "rank 0 aborted: no process left"
 
 # An error that one rank meets alone, mid-run: each rank reads its own copy of the dataset (MPMD, as if rank 1
 # were on a node whose file system fails), and rank 1's copy is cut short while the job runs. Rank 0 reads on
-# without a fault, yet must not wait for rank 1: both end with rank 1's message and exit 3.
+# without a fault, yet must not wait for rank 1: both end with rank 1's message and exit 3. The data sets are
+# read from the file each step (TRAINER_DATA_CACHE=off): held in memory, they would not be read again.
 cp train.h5 own0.h5 && cp train.h5 own1.h5
-timeout -k 5 90 mpirun -q --oversubscribe --bind-to none -np 1 $(train --data "$work/own0.h5" --epochs 1000 \
-  --checkpoint own.h5 --checkpoint-every 5) : -np 1 $(train --data "$work/own1.h5" --epochs 1000 \
+TRAINER_DATA_CACHE=off timeout -k 5 90 mpirun -q --oversubscribe --bind-to none \
+  -np 1 -x TRAINER_DATA_CACHE $(train --data "$work/own0.h5" --epochs 1000 --checkpoint own.h5 --checkpoint-every 5) \
+  : -np 1 -x TRAINER_DATA_CACHE $(train --data "$work/own1.h5" --epochs 1000 \
   --checkpoint own.h5 --checkpoint-every 5) >bg-out.txt 2>bg-err.txt &
 bg=$!
 wait_for_file own.h5
@@ -304,6 +310,20 @@ fi
 no_leftovers "rank 1's dataset cut short"
 "$trainer" info own.h5 >info.txt 2>&1 && grep -q 'steps' info.txt && ok "and the last checkpoint is readable" \
   || bad "own.h5 unreadable: $(cat info.txt)"
+# Held in memory (the default for a data set this small), a copy cut short mid-run is not read again: the
+# job runs to its end.
+cp train.h5 own1.h5 && rm -f own.h5
+timeout -k 5 90 mpirun -q --oversubscribe --bind-to none -np 1 $(train --data "$work/own0.h5" --epochs 1000 \
+  --max-steps 400 --checkpoint own.h5 --checkpoint-every 5) : -np 1 $(train --data "$work/own1.h5" \
+  --epochs 1000 --max-steps 400 --checkpoint own.h5 --checkpoint-every 5) >bg-out.txt 2>bg-err.txt &
+bg=$!
+wait_for_file own.h5
+truncate -s 4096 own1.h5
+wait "$bg"; code=$?
+[ "$code" -eq 0 ] && [ "$("$trainer" info own.h5 2>/dev/null | sed -n 's/.* \([0-9]*\) steps.*/\1/p')" = 400 ] \
+  && ok "held in memory, a dataset cut short mid-run is not read again: the job ends at step 400" \
+  || bad "held in memory, cut short: exit $code, $(head -c 600 bg-err.txt)"
+no_leftovers "held in memory, cut short"
 
 # ---- SIGUSR1: stop, checkpoint, exit 75; the resumed run ends bit-identical to an uninterrupted one --------------
 run 2 $(train --data train.h5 --epochs 1000 --max-steps 800 --checkpoint straight.h5)

@@ -65,6 +65,7 @@ struct step_parts {
 struct bench {
     struct bench_opts o;
     const char *exchange;   /* how the ranks exchange gradients (exchange_attach) */
+    int in_memory;          /* --data held in memory (feed_hold_in_memory) */
     struct model model;
     struct net *net;
     struct optim opt;
@@ -197,15 +198,19 @@ static int setup_dataset(struct bench *b, struct error *err)
     if (!(b->perm = malloc(sizeof(int64_t) * (size_t)b->ds.n)))
         return error_set(err, ERR_INTERNAL, "out of memory");
     rng_shuffle_epoch(b->perm, b->ds.n, 1, 0);
+    /* As train does: held in memory when it fits, and then read without a helper thread. */
+    int64_t budget = -1;
+    if ((rc = feed_hold_in_memory(&b->ds, &budget, &b->in_memory, err)))
+        return rc;
     return feed_create(&b->feed, &b->ds, b->perm, b->steps_per_epoch * b->o.batch, b->o.batch,
-                       b->model.n_classes, 1, err);
+                       b->model.n_classes, !b->in_memory, err);
 }
 
 static int setup(struct bench *b, struct error *err)
 {
     struct optim_conf oc;
     int rc, rank = dist_rank(), size = dist_size();
-    if ((rc = exchange_check_env(err)))
+    if ((rc = exchange_check_env(err)) || (rc = feed_check_env(err)))
         return rc;
     rc = cli_is_hdf5(b->o.model) ? checkpoint_read_model(b->o.model, &b->model, err)
                              : model_load(&b->model, b->o.model, err);
@@ -381,6 +386,13 @@ static void report(struct bench *b, double *ips, int repeats, double peak, const
         printf(" %.0f", ips[i]);
     printf("\nall-reduce share: %.1f%%\ndata share: %.1f%%\n", 100.0 * b->parts.allreduce / total,
            100.0 * b->parts.data / total);
+    if (b->feed && !b->in_memory) {
+        /* Rank 0's: a batch the helper thread had not started when the step wanted it is read by the step. */
+        long taken, by_step;
+        feed_counts(b->feed, &taken, &by_step);
+        printf("data read ahead: %ld of %ld batches on rank 0 (the rest read by the step itself)\n",
+               taken - by_step, taken);
+    }
     if (peak > 0)
         printf("achieved: %.1f GFLOP/s, %.1f%% of the measured sgemm peak %.1f GFLOP/s (%d rank%s)\n", gflops,
                100.0 * gflops / peak, peak, size, size > 1 ? "s" : "");
@@ -404,8 +416,9 @@ static void print_header(const struct bench *b)
     printf("ranks %d x %d threads; global batch %ld (", size, b->threads, b->o.batch);
     if (b->o.batch % size)
         printf("%ld-", b->o.batch / size);
-    printf("%ld per rank); data %s; %ld warm-up steps, then %ld x %ld timed steps\n",
-           (b->o.batch + size - 1) / size, b->o.data ? b->o.data : "synthetic (in memory)", b->o.warmup,
+    printf("%ld per rank); data %s%s; %ld warm-up steps, then %ld x %ld timed steps\n",
+           (b->o.batch + size - 1) / size, b->o.data ? b->o.data : "synthetic (in memory)",
+           !b->o.data ? "" : b->in_memory ? " (held in memory)" : " (read from the file each step)", b->o.warmup,
            b->o.repeats, b->o.steps);
     if (size > 1)
         printf("gradient exchange: %s\n", strcmp(b->exchange, "shared") == 0

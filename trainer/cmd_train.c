@@ -50,6 +50,8 @@ static const char usage_text[] =
     "                          (default 60; 0 switches the watchdog off)\n"
     "  TRAINER_EXCHANGE=auto|messages   how ranks sum gradients: through node-shared memory where every\n"
     "                          node runs the same number of ranks (auto, the default), or MPI messages\n"
+    "  TRAINER_DATA_CACHE=auto|off   hold the data sets in memory when they fit an eighth of the machine's\n"
+    "                          memory shared by its ranks (auto, the default), or read every batch from the file\n"
     "  OMP_NUM_THREADS=T       threads per rank, as --threads\n";
 
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
@@ -247,6 +249,11 @@ static int open_data(struct run *r, struct error *err)
     }
     if (r->n_train < 1)
         return error_set(err, ERR_INPUT, "%s: no training samples left after --val-split", o->data);
+    int64_t budget = -1;
+    if ((rc = feed_hold_in_memory(&r->train, &budget, &r->train_in_memory, err)))
+        return rc;
+    if (o->val && (rc = feed_hold_in_memory(&r->val, &budget, &r->val_in_memory, err)))
+        return rc;
     return ERR_OK;
 }
 
@@ -302,7 +309,7 @@ static int setup_buffers(struct run *r, struct error *err)
 static int setup(struct run *r, struct error *err)
 {
     int rc;
-    if ((rc = exchange_check_env(err)) || (rc = load_model(r, err)))
+    if ((rc = exchange_check_env(err)) || (rc = feed_check_env(err)) || (rc = load_model(r, err)))
         return rc;
     if (r->o.resume && (rc = resume_settings(r, err)))
         return rc;
@@ -347,9 +354,11 @@ static void print_setup(const struct run *r)
         printf("%ld-", o->batch / size);
     printf("%d per rank; %s steps per epoch\n", r->share_max,
            summary_count(a, sizeof a, (r->n_train + o->batch - 1) / o->batch));
-    printf("Train data: %s, %s samples\n", o->data, summary_count(a, sizeof a, r->n_train));
+    printf("Train data: %s, %s samples (%s)\n", o->data, summary_count(a, sizeof a, r->n_train),
+           r->train_in_memory ? "held in memory" : "read from the file each step");
     if (o->val)
-        printf("Validation: %s, %s samples\n", o->val, summary_count(a, sizeof a, r->val_end - r->val_start));
+        printf("Validation: %s, %s samples (%s)\n", o->val, summary_count(a, sizeof a, r->val_end - r->val_start),
+               r->val_in_memory ? "held in memory" : "read from the file");
     else if (r->has_val)
         printf("Validation: the last %s samples of %s (--val-split %g)\n",
                summary_count(a, sizeof a, r->val_end - r->val_start), o->data, o->val_split);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dist.h"
 
@@ -37,6 +38,10 @@ struct feed {
     pthread_cond_t cv;     /* signalled when a read is asked for, finished, or the helper should quit */
     int reading;           /* slot the helper is reading into, -1 when none */
     int quit;
+    int hold;              /* tests: the helper starts no read (feed_pause_helper) */
+    /* Held around every read that may overlap another: the dataset's buffers serve one reader at a time. */
+    pthread_mutex_t read_mu;
+    long taken, by_step;   /* batches feed_take returned; of them, read by the step itself */
 };
 
 /* The samples [lo, hi) of the epoch's order that this rank computes at `step`: the global batch starting at
@@ -77,13 +82,15 @@ static void *helper(void *arg)
     pthread_mutex_lock(&f->mu);
     for (;;) {
         int i;
-        while ((i = first_in(f, SLOT_PENDING)) < 0 && !f->quit)
+        while ((f->hold || (i = first_in(f, SLOT_PENDING)) < 0) && !f->quit)
             pthread_cond_wait(&f->cv, &f->mu);
         if (f->quit)
             break;
         f->reading = i;
         pthread_mutex_unlock(&f->mu);
+        pthread_mutex_lock(&f->read_mu);
         read_slot(f, &f->slot[i]);
+        pthread_mutex_unlock(&f->read_mu);
         pthread_mutex_lock(&f->mu);
         f->slot[i].state = SLOT_READY;
         f->reading = -1;
@@ -124,10 +131,12 @@ int feed_create(struct feed **out, struct dataset *ds, const int64_t *perm, int6
     H5is_library_threadsafe(&safe);
     if (threaded && safe) {
         pthread_mutex_init(&f->mu, NULL);
+        pthread_mutex_init(&f->read_mu, NULL);
         pthread_cond_init(&f->cv, NULL);
         f->threaded = pthread_create(&f->thread, NULL, helper, f) == 0;
         if (!f->threaded) {
             pthread_cond_destroy(&f->cv);
+            pthread_mutex_destroy(&f->read_mu);
             pthread_mutex_destroy(&f->mu);
         }
     }
@@ -157,6 +166,7 @@ void feed_destroy(struct feed *f)
         pthread_mutex_unlock(&f->mu);
         pthread_join(f->thread, NULL);
         pthread_cond_destroy(&f->cv);
+        pthread_mutex_destroy(&f->read_mu);
         pthread_mutex_destroy(&f->mu);
     }
     for (int i = 0; i < FEED_SLOTS; i++) {
@@ -204,7 +214,18 @@ int feed_take(struct feed *f, int64_t step, struct feed_batch *b, struct error *
     for (int k = 0; k < FEED_SLOTS; k++)
         if (f->slot[k].state == SLOT_IN_USE)
             f->slot[k].state = SLOT_EMPTY;
-    if ((i = find(f, step)) >= 0) {
+    if ((i = find(f, step)) >= 0 && f->slot[i].state == SLOT_PENDING && f->reading != i) {
+        /* Asked for, but the helper has not started it: the compute threads held both cores and the scheduler
+         * has not run it yet. Reading it here (~1 us a sample from an unfiltered file) beats waiting for the
+         * scheduler; IN_USE keeps the helper off it. */
+        f->slot[i].state = SLOT_IN_USE;
+        pthread_mutex_unlock(&f->mu);
+        pthread_mutex_lock(&f->read_mu);
+        read_slot(f, &f->slot[i]);
+        pthread_mutex_unlock(&f->read_mu);
+        pthread_mutex_lock(&f->mu);
+        f->by_step++;
+    } else if (i >= 0) {
         while (f->slot[i].state != SLOT_READY)
             pthread_cond_wait(&f->cv, &f->mu);
     } else {
@@ -216,7 +237,9 @@ int feed_take(struct feed *f, int64_t step, struct feed_batch *b, struct error *
         i = 0;
         f->slot[i].step = step;
         read_slot(f, &f->slot[i]);
+        f->by_step++;
     }
+    f->taken++;
     struct slot *s = &f->slot[i];
     s->state = SLOT_IN_USE;
     if (f->threaded)
@@ -240,3 +263,45 @@ void feed_idle(struct feed *f)
         pthread_mutex_unlock(&f->mu);
 }
 
+void feed_counts(const struct feed *f, long *taken, long *by_step)
+{
+    *taken = f->taken;
+    *by_step = f->by_step;
+}
+
+void feed_pause_helper(struct feed *f, int hold)
+{
+    if (!f->threaded)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->hold = hold;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int feed_check_env(struct error *err)
+{
+    const char *want = getenv("TRAINER_DATA_CACHE");
+    if (!want || strcmp(want, "auto") == 0 || strcmp(want, "off") == 0)
+        return ERR_OK;
+    return error_set(err, ERR_USAGE, "TRAINER_DATA_CACHE must be auto or off, not '%s'", want);
+}
+
+int feed_hold_in_memory(struct dataset *ds, int64_t *budget, int *held, struct error *err)
+{
+    const char *want = getenv("TRAINER_DATA_CACHE");
+    *held = 0;
+    if (want && strcmp(want, "off") == 0)
+        return ERR_OK;
+    if (*budget < 0) {
+        /* An eighth of the machine's memory, shared by the ranks on it: small data sets (the classic ones
+         * are 50-200 MB) are held; large ones stream from the file as before. */
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        double phys = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+        *budget = (int64_t)(phys / 8 / (dist_local_size() > 0 ? dist_local_size() : 1));
+    }
+    int rc = dataset_hold_in_memory(ds, *budget, held, err);
+    if (rc == ERR_OK && *held)
+        *budget -= (int64_t)ds->n * ds->h * ds->w * ds->c;
+    return rc;
+}

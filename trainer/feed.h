@@ -35,10 +35,26 @@ void feed_destroy(struct feed *f);
  * threaded. */
 void feed_start(struct feed *f, int64_t step);
 
-/* This rank's share of step `step`: the prefetched one when feed_start asked for it (waiting for it if
- * needed), else read now. Returns ERR_OK or dataset_read's error (a bad label: ERR_INPUT naming the file and
+/* This rank's share of step `step`: the prefetched one when feed_start asked for it (waiting for a read
+ * under way; reading it now when the helper has not started it), else read now. Returns ERR_OK or dataset_read's error (a bad label: ERR_INPUT naming the file and
  * sample), with b->n set either way. The previous batch's arrays may be reused from here on. */
 int feed_take(struct feed *f, int64_t step, struct feed_batch *b, struct error *err);
+
+/* Batches feed_take has returned, and how many of them the caller read itself: not read ahead (the first of
+ * an epoch, unthreaded) or not yet started by the helper when the step wanted it. Only the caller's thread may
+ * ask. */
+void feed_counts(const struct feed *f, long *taken, long *by_step);
+
+/* The training set (and a validation set) are held in memory (dataset_hold_in_memory) when they fit an
+ * eighth of the machine's memory divided among the node's ranks, unless TRAINER_DATA_CACHE=off. A feed over
+ * a dataset held in memory needs no helper thread: a batch is a copy (~2 us), cheaper than waking one.
+ * *budget: bytes left, -1 on the first call (it is then computed). *held: whether ds is now in memory.
+ * feed_check_env: ERR_USAGE when TRAINER_DATA_CACHE is neither auto nor off. */
+int feed_check_env(struct error *err);
+int feed_hold_in_memory(struct dataset *ds, int64_t *budget, int *held, struct error *err);
+
+/* Tests: while hold is 1 the helper starts no read, so the step reads every batch itself. */
+void feed_pause_helper(struct feed *f, int hold);
 
 /* Waits until no read is in flight and drops what was prefetched: call before changing perm (a new epoch)
  * and before this thread uses the dataset itself (validation on --val-split data). */

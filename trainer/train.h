@@ -28,6 +28,7 @@ struct run {
     const char *exchange;                /* how the ranks exchange gradients (exchange_attach) */
     struct model model;
     struct dataset train, val;
+    int train_in_memory, val_in_memory;  /* held in memory (feed_hold_in_memory), else read from the file */
     int has_val;
     int64_t n_train;                     /* training samples are [0, n_train) of `train` */
     int64_t val_start, val_end;          /* validation samples of `val` (or of `train` with --val-split) */

@@ -245,7 +245,9 @@ static int loop(struct run *r, struct error *err)
 int train_loop(struct run *r)
 {
     struct error err = {0};
-    int rc = feed_create(&r->feed, &r->train, r->perm, r->n_train, r->o.batch, r->model.n_classes, 1, &err);
+    /* A data set in memory needs no helper: a batch is a copy, cheaper than waking a thread. */
+    int rc = feed_create(&r->feed, &r->train, r->perm, r->n_train, r->o.batch, r->model.n_classes,
+                         !r->train_in_memory, &err);
     if ((rc = cli_agree(rc, &err)) == ERR_OK)
         rc = loop(r, &err);
     feed_destroy(r->feed);
