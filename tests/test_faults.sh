@@ -246,45 +246,37 @@ background() {
 ranks() { pgrep -f "^$trainer train" | tr '\n' ' '; }
 wait_for_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
 
-background 2 $(train --data train.h5 --epochs 1000 --checkpoint killed.h5 --checkpoint-every 5)
-wait_for_file killed.h5 && sleep 0.3
-r=($(ranks))
-start=$(date +%s)
-[ ${#r[@]} -eq 2 ] && kill -9 "${r[1]}"
-wait "$bg"; code=$?
-took=$(($(date +%s) - start))
-if [ ${#r[@]} -eq 2 ] && [ "$code" -ne 0 ] && [ "$took" -le 30 ]; then
-  ok "rank 1 killed: the job ends in ${took}s (exit $code)"
-else
-  bad "rank 1 killed: ranks '${r[*]}', exit $code after ${took}s"
-fi
-no_leftovers "rank 1 killed" && ok "rank 1 killed: no process left"
-"$trainer" info killed.h5 >info.txt 2>&1 && grep -q 'steps' info.txt && ok "the last checkpoint stays readable" \
-  || bad "killed.h5 unreadable: $(cat info.txt)"
+# signal_rank SIGNAL RANK CHECKPOINT WHAT: a long 2-rank training, RANK sent SIGNAL once CHECKPOINT is on disk;
+# the job must end within 30 s, leave no process, and CHECKPOINT must stay readable.
+signal_rank() {
+  local sig=$1 which=$2 ck=$3 what=$4
+  rm -f "$ck"
+  background 2 $(train --data train.h5 --epochs 1000 --checkpoint "$ck" --checkpoint-every 5)
+  wait_for_file "$ck" && sleep 0.3
+  r=($(ranks))
+  start=$(date +%s)
+  [ ${#r[@]} -eq 2 ] && kill -"$sig" "${r[$which]}"
+  wait "$bg"; code=$?
+  took=$(($(date +%s) - start))
+  if [ ${#r[@]} -eq 2 ] && [ "$code" -ne 0 ] && [ "$took" -le 30 ]; then
+    ok "$what: the job ends in ${took}s (exit $code)"
+  else
+    bad "$what: ranks '${r[*]}', exit $code after ${took}s"
+  fi
+  no_leftovers "$what" && ok "$what: no process left"
+  "$trainer" info "$ck" >info.txt 2>&1 && grep -q 'steps' info.txt && ok "$what: the last checkpoint stays readable" \
+    || bad "$what: $ck unreadable: $(cat info.txt)"
+}
 steps() { "$trainer" info "$1" 2>/dev/null | sed -n 's/.* \([0-9]*\) steps.*/\1/p'; }
+
+signal_rank KILL 1 killed.h5 "rank 1 killed"
 at=$(steps killed.h5)
 run 2 "$trainer" train --resume killed.h5 --data train.h5 --epochs 1000 --max-steps $((${at:-0} + 40)) --quiet
 [ "$rc" -eq 0 ] && [ "$(steps killed.h5)" = "$((${at:-0} + 40))" ] \
   && ok "--resume from it (step $at) continues to step $((at + 40))" || bad "resume after kill: exit $rc, $(cat err.txt)"
 no_leftovers "resume after kill"
-
-# A rank that aborts (an assertion in a library, SIGABRT): the same end as a kill, the checkpoint intact.
-rm -f aborted.h5
-background 2 $(train --data train.h5 --epochs 1000 --checkpoint aborted.h5 --checkpoint-every 5)
-wait_for_file aborted.h5 && sleep 0.3
-r=($(ranks))
-start=$(date +%s)
-[ ${#r[@]} -eq 2 ] && kill -ABRT "${r[0]}"
-wait "$bg"; code=$?
-took=$(($(date +%s) - start))
-if [ ${#r[@]} -eq 2 ] && [ "$code" -ne 0 ] && [ "$took" -le 30 ]; then
-  ok "rank 0 aborted: the job ends in ${took}s (exit $code)"
-else
-  bad "rank 0 aborted: ranks '${r[*]}', exit $code after ${took}s"
-fi
-no_leftovers "rank 0 aborted" && ok "rank 0 aborted: no process left"
-"$trainer" info aborted.h5 >info.txt 2>&1 && grep -q 'steps' info.txt && ok "after an abort the checkpoint is readable" \
-  || bad "aborted.h5 unreadable: $(cat info.txt)"
+# A rank that aborts (an assertion in a library, SIGABRT): the same end as a kill.
+signal_rank ABRT 0 aborted.h5 "rank 0 aborted"
 
 # An error that one rank meets alone, mid-run: each rank reads its own copy of the dataset (MPMD, as if rank 1
 # were on a node whose file system fails), and rank 1's copy is cut short while the job runs. Rank 0 reads on
