@@ -145,7 +145,7 @@ static void test_the_step_reads_what_the_helper_has_not_started(void **state)
             feed_start(f, s + 1);
             if (epoch % 2) {
                 /* Released: give the helper time to finish the next batch before it is taken. */
-                struct timespec ts = {0, 2000000};
+                struct timespec ts = {0, 10000000};
                 nanosleep(&ts, NULL);
             }
             check_batch(&b, perm, s, batch);
