@@ -1,7 +1,6 @@
-/* test_datasets.c: the HDF5 dataset reader and writer and the IDX / CIFAR-10 importers, on files made here. */
+/* test_datasets.c: the HDF5 dataset reader and writer, on files made here (test_import.c: the importers). */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -17,284 +16,10 @@
 
 #include <cmocka.h>
 #include <hdf5.h>
-#include <zlib.h>
 
 #include "dataset.h"
+#include "dataset_fixtures.h"
 #include "import.h"
-
-static char tmpdir[] = "/tmp/test_datasets.XXXXXX";
-
-/* ---- helpers -------------------------------------------------------------------------------------------- */
-
-/* A path inside the test's directory; a few rotating buffers so one call can take several. */
-static const char *tpath(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        chmod(path, 0700);
-        while (d && (e = readdir(d))) {
-            char child[1024];
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-            remove_tree(child);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-/* Leaked HDF5 ids, error paths included, are invisible to valgrind (the library frees them at exit). Ids of
- * one kind are numbered in sequence, so every id still valid between a sentinel made before the tests and
- * one made after them is one somebody forgot to close. */
-struct id_sentinels {
-    hid_t space, type, plist;
-};
-static struct id_sentinels before;
-
-static struct id_sentinels make_sentinels(void)
-{
-    hsize_t one = 1;
-    struct id_sentinels s = {H5Screate_simple(1, &one, NULL), H5Tcopy(H5T_NATIVE_INT), H5Pcreate(H5P_FILE_ACCESS)};
-    return s;
-}
-
-static int valid_between(hid_t first, hid_t last)
-{
-    int n = 0;
-    for (hid_t id = first + 1; id < last; id++)
-        n += H5Iis_valid(id) > 0;
-    return n;
-}
-
-static int setup_dir(void **state)
-{
-    (void)state;
-    before = make_sentinels();
-    if (before.space < 0 || before.type < 0 || before.plist < 0)
-        return -1;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-    (void)state;
-    remove_tree(tmpdir);
-    return 0;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* Fails unless rc and err carry code and the one-line message names every given part (the file first).
- * Then spoils err, so the next check cannot pass on a message left over from this one. */
-static void expect_error(int rc, struct error *err, int code, const char *part1, const char *part2)
-{
-    if (rc != code || err->code != code)
-        fail_msg("expected code %d, got rc %d err.code %d (\"%s\")", code, rc, err->code, err->msg);
-    if (!strstr(err->msg, part1))
-        fail_msg("message \"%s\" does not contain \"%s\"", err->msg, part1);
-    if (part2 && !strstr(err->msg, part2))
-        fail_msg("message \"%s\" does not contain \"%s\"", err->msg, part2);
-    if (strchr(err->msg, '\n'))
-        fail_msg("message \"%s\" is not one line", err->msg);
-    err->code = -1;
-    snprintf(err->msg, sizeof err->msg, "(stale)");
-}
-
-static void write_bytes(const char *path, int gz, const uint8_t *data, size_t len)
-{
-    if (gz) {
-        gzFile f = gzopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-        assert_int_equal(gzclose(f), Z_OK);
-    } else {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(data, 1, len, f), len);
-        assert_int_equal(fclose(f), 0);
-    }
-}
-
-static long file_size(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (long)st.st_size;
-}
-
-static int count_tmp_files(void)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    int n = 0;
-    assert_non_null(d);
-    while ((e = readdir(d)))
-        n += strstr(e->d_name, ".tmp.") != NULL;
-    closedir(d);
-    return n;
-}
-
-/* HDF5's own error stack must not reach the user: runs nothing, just tells whether stderr got any bytes. */
-static int stderr_fd_saved = -1;
-static const char *stderr_capture_path(void)
-{
-    static char path[512]; /* its own buffer: tpath's rotate, and the caller's path must survive */
-    snprintf(path, sizeof path, "%s/stderr.txt", tmpdir);
-    return path;
-}
-static void capture_stderr(void)
-{
-    int fd = open(stderr_capture_path(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    stderr_fd_saved = dup(2);
-    dup2(fd, 2);
-    close(fd);
-}
-static long release_stderr(void)
-{
-    fflush(stderr);
-    dup2(stderr_fd_saved, 2);
-    close(stderr_fd_saved);
-    return file_size(stderr_capture_path());
-}
-
-/* ---- known contents ------------------------------------------------------------------------------------- */
-
-static uint8_t idx_pixel(uint32_t i, uint32_t r, uint32_t c)
-{
-    return (uint8_t)(i * 37 + r * 11 + c * 3 + 1);
-}
-
-static uint8_t idx_label(uint32_t i)
-{
-    return (uint8_t)((i * 3 + 1) % 10);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* An IDX image file in memory; *len is its full size. */
-static uint8_t *make_idx_images(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols, size_t *len)
-{
-    uint8_t *b;
-    *len = 16 + (size_t)n * rows * cols;
-    b = malloc(*len);
-    assert_non_null(b);
-    put_be32(b, magic);
-    put_be32(b + 4, n);
-    put_be32(b + 8, rows);
-    put_be32(b + 12, cols);
-    for (uint32_t i = 0; i < n; i++)
-        for (uint32_t r = 0; r < rows; r++)
-            for (uint32_t c = 0; c < cols; c++)
-                b[16 + ((size_t)i * rows + r) * cols + c] = idx_pixel(i, r, c);
-    return b;
-}
-
-static uint8_t *make_idx_labels(uint32_t magic, uint32_t n, size_t *len)
-{
-    uint8_t *b;
-    *len = 8 + n;
-    b = malloc(*len);
-    assert_non_null(b);
-    put_be32(b, magic);
-    put_be32(b + 4, n);
-    for (uint32_t i = 0; i < n; i++)
-        b[8 + i] = idx_label(i);
-    return b;
-}
-
-/* Writes IDX image and label files, the image file cut to keep bytes when keep > 0. */
-static void write_idx_pair(const char *images, const char *labels, int gz, uint32_t n_images, uint32_t n_labels,
-                           uint32_t rows, uint32_t cols, size_t keep)
-{
-    size_t ilen, llen;
-    uint8_t *ib = make_idx_images(0x803, n_images, rows, cols, &ilen);
-    uint8_t *lb = make_idx_labels(0x801, n_labels, &llen);
-    write_bytes(images, gz, ib, keep ? keep : ilen);
-    write_bytes(labels, gz, lb, llen);
-    free(ib);
-    free(lb);
-}
-
-/* Value of channel ch at (y, x) of CIFAR record k: differs along every axis, so a transposition shows. */
-static uint8_t cifar_value(int k, int ch, int y, int x)
-{
-    return (uint8_t)(k * 53 + ch * 101 + y * 7 + x * 13 + (y * x) / 5);
-}
-
-static void write_cifar(const char *path, int first, int records, size_t extra_bytes, int bad_label_at)
-{
-    size_t len = (size_t)records * 3073 + extra_bytes;
-    uint8_t *b = calloc(len, 1);
-    assert_non_null(b);
-    for (int r = 0; r < records; r++) {
-        uint8_t *rec = b + (size_t)r * 3073;
-        rec[0] = r == bad_label_at ? 10 : (uint8_t)((first + r) * 7 % 10);
-        for (int ch = 0; ch < 3; ch++)
-            for (int y = 0; y < 32; y++)
-                for (int x = 0; x < 32; x++)
-                    rec[1 + ch * 1024 + y * 32 + x] = cifar_value(first + r, ch, y, x);
-    }
-    write_bytes(path, 0, b, len);
-    free(b);
-}
-
-/* Synthetic samples for the reader tests: pixel p of sample i. */
-static uint8_t sample_pixel(int64_t i, size_t p)
-{
-    return (uint8_t)(i * 131 + (int64_t)p * 7 + (int64_t)(p >> 8));
-}
-
-static void write_synthetic(const char *path, int64_t n, int h, int w, int c, const int32_t *labels,
-                            const char *const *names, int n_names)
-{
-    size_t sample = (size_t)h * w * c;
-    uint8_t *images = malloc((size_t)n * sample);
-    struct error err = {0};
-    assert_non_null(images);
-    for (int64_t i = 0; i < n; i++)
-        for (size_t p = 0; p < sample; p++)
-            images[(size_t)i * sample + p] = sample_pixel(i, p);
-    int rc = dataset_write(path, images, labels, n, h, w, c, names, n_names, &err);
-    if (rc)
-        fail_msg("dataset_write: %s", err.msg);
-    free(images);
-}
-
-static void check_sample(const uint8_t *got, int64_t i, size_t sample)
-{
-    for (size_t p = 0; p < sample; p++)
-        if (got[p] != sample_pixel(i, p))
-            fail_msg("sample %lld pixel %zu: got %u, expected %u", (long long)i, p, got[p], sample_pixel(i, p));
-}
 
 /* Raw HDF5 files with exactly the flaw a test wants. rank 0 means "no such dataset". */
 struct h5_spec {
@@ -351,107 +76,6 @@ static void expect_open_error(const char *path, const char *part)
     expect_error(rc, &err, ERR_INPUT, path, part);
     assert_int_equal(printed, 0);
     dataset_close(&ds); /* safe after a failed open */
-}
-
-/* ---- importers ------------------------------------------------------------------------------------------ */
-
-static void check_idx_import(int gz_images, int gz_labels, const char *const *names, uint32_t n, uint32_t rows,
-                             uint32_t cols)
-{
-    const char *images = tpath("img.idx"), *labels = tpath("lab.idx"), *out = tpath("idx.h5");
-    size_t ilen, llen;
-    uint8_t *ib = make_idx_images(0x803, n, rows, cols, &ilen), *lb = make_idx_labels(0x801, n, &llen);
-    write_bytes(images, gz_images, ib, ilen);
-    write_bytes(labels, gz_labels, lb, llen);
-    free(ib);
-    free(lb);
-
-    struct error err = {0};
-    int64_t n_out = -1;
-    int rc = import_idx(images, labels, out, names, 10, &n_out, &err);
-    if (rc)
-        fail_msg("import_idx: %s", err.msg);
-    assert_int_equal(n_out, n);
-
-    struct dataset ds;
-    assert_int_equal(dataset_open(&ds, out, &err), ERR_OK);
-    assert_int_equal(ds.n, n);
-    assert_int_equal(ds.h, rows);
-    assert_int_equal(ds.w, cols);
-    assert_int_equal(ds.c, 1);
-    assert_int_equal(ds.n_class_names, 10);
-    for (int k = 0; k < 10; k++)
-        assert_string_equal(ds.class_names[k], names[k]);
-
-    int64_t *idx = malloc(n * sizeof *idx);
-    uint8_t *px = malloc((size_t)n * rows * cols);
-    int32_t *lab = malloc(n * sizeof *lab);
-    for (uint32_t i = 0; i < n; i++)
-        idx[i] = i;
-    assert_int_equal(dataset_read(&ds, idx, (int)n, px, lab, 10, &err), ERR_OK);
-    for (uint32_t i = 0; i < n; i++) {
-        assert_int_equal(lab[i], idx_label(i));
-        for (uint32_t r = 0; r < rows; r++)
-            for (uint32_t c = 0; c < cols; c++)
-                assert_int_equal(px[((size_t)i * rows + r) * cols + c], idx_pixel(i, r, c));
-    }
-    free(idx);
-    free(px);
-    free(lab);
-    dataset_close(&ds);
-    assert_int_equal(count_tmp_files(), 0);
-}
-
-static void test_import_idx_plain(void **state)
-{
-    (void)state;
-    check_idx_import(0, 0, import_fashion_mnist_names, 7, 5, 4);
-}
-
-static void test_import_idx_gzip(void **state)
-{
-    (void)state;
-    check_idx_import(1, 1, import_mnist_names, 12, 6, 3);
-    check_idx_import(1, 0, import_mnist_names, 3, 28, 28); /* detected per file, from the content */
-}
-
-static void test_import_cifar10(void **state)
-{
-    (void)state;
-    const char *a = tpath("data_batch_1.bin"), *b = tpath("data_batch_2.bin"), *out = tpath("cifar.h5");
-    const char *paths[2] = {a, b};
-    struct error err = {0};
-    int64_t n_out = 0;
-    write_cifar(a, 0, 2, 0, -1);
-    write_cifar(b, 2, 3, 0, -1);
-    int rc = import_cifar10(paths, 2, out, &n_out, &err);
-    if (rc)
-        fail_msg("import_cifar10: %s", err.msg);
-    assert_int_equal(n_out, 5);
-
-    struct dataset ds;
-    assert_int_equal(dataset_open(&ds, out, &err), ERR_OK);
-    assert_int_equal(ds.n, 5);
-    assert_int_equal(ds.h, 32);
-    assert_int_equal(ds.w, 32);
-    assert_int_equal(ds.c, 3);
-    assert_int_equal(ds.n_class_names, 10);
-    assert_string_equal(ds.class_names[0], "airplane");
-    assert_string_equal(ds.class_names[9], "truck");
-
-    int64_t idx[5] = {4, 0, 3, 1, 2};
-    static uint8_t px[5 * 32 * 32 * 3];
-    int32_t lab[5];
-    assert_int_equal(dataset_read(&ds, idx, 5, px, lab, 10, &err), ERR_OK);
-    for (int i = 0; i < 5; i++) {
-        int k = (int)idx[i];
-        assert_int_equal(lab[i], k * 7 % 10);
-        for (int y = 0; y < 32; y++)
-            for (int x = 0; x < 32; x++)
-                for (int ch = 0; ch < 3; ch++)
-                    assert_int_equal(px[(size_t)i * 3072 + ((size_t)y * 32 + x) * 3 + ch], cifar_value(k, ch, y, x));
-    }
-    dataset_close(&ds);
 }
 
 /* ---- reading -------------------------------------------------------------------------------------------- */
@@ -923,66 +547,6 @@ static void test_open_bad_layout(void **state)
     dataset_close(&ds);
 }
 
-static void test_import_idx_errors(void **state)
-{
-    (void)state;
-    const char *images = tpath("e_img.idx"), *labels = tpath("e_lab.idx"), *out = tpath("e_out.h5");
-    struct error err = {0};
-    int64_t n = 0;
-
-    /* the two files swapped: the labels file is not an image file */
-    write_idx_pair(images, labels, 0, 4, 4, 3, 3, 0);
-    expect_error(import_idx(labels, images, out, NULL, 0, &n, &err), &err, ERR_INPUT, labels, "magic");
-    /* truncated pixels, plain and gzip */
-    write_idx_pair(images, labels, 0, 4, 4, 3, 3, 16 + 30);
-    expect_error(import_idx(images, labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, images, "truncated");
-    write_idx_pair(images, labels, 1, 4, 4, 3, 3, 16 + 30);
-    expect_error(import_idx(images, labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, images, "truncated");
-    /* truncated header */
-    write_idx_pair(images, labels, 0, 4, 4, 3, 3, 10);
-    expect_error(import_idx(images, labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, images, "header");
-    /* truncated labels */
-    size_t llen;
-    uint8_t *lb = make_idx_labels(0x801, 4, &llen);
-    write_idx_pair(images, labels, 0, 4, 4, 3, 3, 0);
-    write_bytes(labels, 1, lb, llen - 1);
-    free(lb);
-    expect_error(import_idx(images, labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, labels, "truncated");
-    /* counts differ */
-    write_idx_pair(images, labels, 0, 4, 5, 3, 3, 0);
-    expect_error(import_idx(images, labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, labels, "5 labels");
-    /* a label beyond the class names */
-    write_idx_pair(images, labels, 0, 12, 12, 3, 3, 0);
-    const char *const two[2] = {"a", "b"};
-    expect_error(import_idx(images, labels, out, two, 2, &n, &err), &err, ERR_INPUT, labels, "outside [0, 2)");
-    /* missing input */
-    expect_error(import_idx(tpath("none.idx"), labels, out, NULL, 0, &n, &err), &err, ERR_INPUT, "none.idx",
-                 "No such file");
-    assert_false(file_exists(out));
-    assert_int_equal(count_tmp_files(), 0);
-}
-
-static void test_import_cifar10_errors(void **state)
-{
-    (void)state;
-    const char *good = tpath("c_good.bin"), *bad = tpath("c_bad.bin"), *out = tpath("c_out.h5");
-    const char *paths[2] = {good, bad};
-    struct error err = {0};
-    int64_t n = 0;
-
-    write_cifar(good, 0, 2, 0, -1);
-    write_cifar(bad, 0, 2, 100, -1);
-    expect_error(import_cifar10(paths, 2, out, &n, &err), &err, ERR_INPUT, bad, "3073");
-    write_cifar(bad, 0, 3, 0, 1);
-    expect_error(import_cifar10(paths, 2, out, &n, &err), &err, ERR_INPUT, bad, "record 1 has label 10");
-    write_bytes(bad, 0, (const uint8_t *)"", 0);
-    expect_error(import_cifar10(paths, 2, out, &n, &err), &err, ERR_INPUT, bad, "empty");
-    paths[1] = tpath("c_none.bin");
-    expect_error(import_cifar10(paths, 2, out, &n, &err), &err, ERR_INPUT, "c_none.bin", "No such file");
-    assert_false(file_exists(out));
-    assert_int_equal(count_tmp_files(), 0);
-}
-
 /* ---- writing failures ----------------------------------------------------------------------------------- */
 
 /* Content of the file a failed write must leave alone. */
@@ -1083,28 +647,9 @@ static void test_write_disk_full(void **state)
 }
 
 /* Runs last. */
-static void test_no_hdf5_ids_left_open(void **state)
-{
-    (void)state;
-    struct id_sentinels after = make_sentinels();
-    assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE | H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_ATTR), 0);
-    assert_int_equal(valid_between(before.space, after.space), 0);
-    assert_int_equal(valid_between(before.type, after.type), 0);
-    assert_int_equal(valid_between(before.plist, after.plist), 0);
-    H5Sclose(after.space);
-    H5Tclose(after.type);
-    H5Pclose(after.plist);
-    H5Sclose(before.space);
-    H5Tclose(before.type);
-    H5Pclose(before.plist);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_import_idx_plain),
-        cmocka_unit_test(test_import_idx_gzip),
-        cmocka_unit_test(test_import_cifar10),
         cmocka_unit_test(test_read_shuffled_repeated),
         cmocka_unit_test(test_read_random_batches),
         cmocka_unit_test(test_read_layouts),
@@ -1119,11 +664,9 @@ int main(void)
         cmocka_unit_test(test_open_not_hdf5),
         cmocka_unit_test(test_open_truncated),
         cmocka_unit_test(test_open_bad_layout),
-        cmocka_unit_test(test_import_idx_errors),
-        cmocka_unit_test(test_import_cifar10_errors),
         cmocka_unit_test(test_write_failures),
         cmocka_unit_test(test_write_disk_full),
-        cmocka_unit_test(test_no_hdf5_ids_left_open),
+        cmocka_unit_test(fixtures_no_hdf5_ids_left_open),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, fixtures_setup, fixtures_teardown);
 }
