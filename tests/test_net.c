@@ -131,6 +131,21 @@ static struct net *make_net_from(const char *text, int no_fusion)
     return net;
 }
 
+/* Pixels in runs of `run` bytes, alternately any value and dark (below `dark`: many ReLU outputs 0, so
+ * pooling windows hold ties); labels at random, ids 0..n-1. */
+static void random_batch(uint64_t seed, size_t run, uint64_t dark, uint8_t *images, size_t bytes, int32_t *labels,
+                         int64_t *ids, int n)
+{
+    struct rng r;
+    rng_seed(&r, seed, 0);
+    for (size_t i = 0; i < bytes; i++)
+        images[i] = (uint8_t)rng_below(&r, (i / run) % 2 ? 256 : dark);
+    for (int i = 0; i < n; i++) {
+        labels[i] = (int32_t)rng_below(&r, CLASSES);
+        ids[i] = i;
+    }
+}
+
 /* The fused first layers compute what the separate ones do, in another summation order: gradients and loss
  * agree to float rounding; predictions too. */
 static void test_fused_first_layers_match(void **state)
@@ -142,14 +157,7 @@ static void test_fused_first_layers_match(void **state)
     int32_t labels[N];
     int64_t ids[N];
     float p1[N * CLASSES], p2[N * CLASSES];
-    struct rng r;
-    rng_seed(&r, 17, 0);
-    for (size_t i = 0; i < sizeof images; i++)
-        images[i] = (uint8_t)rng_below(&r, (i / 300) % 2 ? 256 : 3);
-    for (int i = 0; i < N; i++) {
-        labels[i] = (int32_t)rng_below(&r, CLASSES);
-        ids[i] = i;
-    }
+    random_batch(17, 300, 3, images, sizeof images, labels, ids, N);
     for (size_t k = 0; k < sizeof fused_models / sizeof fused_models[0]; k++) {
         struct net *fused = make_net_from(fused_models[k], 0), *plain = make_net_from(fused_models[k], 1);
         struct net_batch b = {N, images, labels, ids};
@@ -175,9 +183,9 @@ static void test_fused_first_layers_match(void **state)
     }
 }
 
-/* The kernels for a fixed taps count (2x2 windows: models 1, 3 and 4 above) give the generic kernel's bits:
- * gradients, loss and predictions, over steps that move the weights. */
-static void test_fixed_taps_kernels_are_bit_identical(void **state)
+/* The kernels for a fixed kernel shape (2x2 windows: models 1, 3 and 4 above, counted from 0) give the generic
+ * kernel's bits: gradients, loss and predictions, over steps that move the weights. */
+static void test_fixed_shape_kernels_are_bit_identical(void **state)
 {
     (void)state;
     struct error err = {0};
@@ -186,14 +194,7 @@ static void test_fixed_taps_kernels_are_bit_identical(void **state)
     int32_t labels[N];
     int64_t ids[N];
     float p1[N * CLASSES], p2[N * CLASSES];
-    struct rng r;
-    rng_seed(&r, 23, 0);
-    for (size_t i = 0; i < sizeof images; i++)
-        images[i] = (uint8_t)rng_below(&r, (i / 200) % 2 ? 256 : 2); /* dark runs: ties in the windows */
-    for (int i = 0; i < N; i++) {
-        labels[i] = (int32_t)rng_below(&r, CLASSES);
-        ids[i] = i;
-    }
+    random_batch(23, 200, 2, images, sizeof images, labels, ids, N);
     for (size_t k = 0; k < sizeof fused_models / sizeof fused_models[0]; k++) {
         struct net *fixed = make_net_from(fused_models[k], 0);
         conv_pool_generic = 1;
@@ -255,7 +256,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_relu_backward_is_bit_identical),
         cmocka_unit_test(test_fused_first_layers_match),
-        cmocka_unit_test(test_fixed_taps_kernels_are_bit_identical),
+        cmocka_unit_test(test_fixed_shape_kernels_are_bit_identical),
         cmocka_unit_test(test_timing_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
