@@ -267,13 +267,19 @@ signal_rank() {
   "$trainer" info "$ck" >info.txt 2>&1 && grep -q 'steps' info.txt && ok "$what: the last checkpoint stays readable" \
     || bad "$what: $ck unreadable: $(cat info.txt)"
 }
-steps() { "$trainer" info "$1" 2>/dev/null | sed -n 's/.* \([0-9]*\) steps.*/\1/p'; }
+# steps CHECKPOINT: its optimizer step count; info prints it with thousands separators ("1,020 steps").
+steps() { "$trainer" info "$1" 2>/dev/null | sed -n 's/.* \([0-9][0-9,]*\) steps .*/\1/p' | tr -d ,; }
 
 signal_rank KILL 1 killed.h5 "rank 1 killed"
 at=$(steps killed.h5)
-run 2 "$trainer" train --resume killed.h5 --data train.h5 --epochs 1000 --max-steps $((${at:-0} + 40)) --quiet
-[ "$rc" -eq 0 ] && [ "$(steps killed.h5)" = "$((${at:-0} + 40))" ] \
-  && ok "--resume from it (step $at) continues to step $((at + 40))" || bad "resume after kill: exit $rc, $(cat err.txt)"
+if [ -n "$at" ]; then
+  run 2 "$trainer" train --resume killed.h5 --data train.h5 --epochs 1000 --max-steps $((at + 40)) --quiet
+  after=$(steps killed.h5)
+  [ "$rc" -eq 0 ] && [ "$after" = "$((at + 40))" ] && ok "--resume from it (step $at) continues to step $((at + 40))" \
+    || bad "resume after kill from step $at: exit $rc, at step '$after' (want $((at + 40))): $(cat out.txt err.txt)"
+else
+  bad "resume after kill: no step count in: $("$trainer" info killed.h5 2>&1 | grep Trained)"
+fi
 no_leftovers "resume after kill"
 # A rank that aborts (an assertion in a library, SIGABRT): the same end as a kill.
 signal_rank ABRT 0 aborted.h5 "rank 0 aborted"
@@ -312,7 +318,7 @@ bg=$!
 wait_for_file own.h5
 truncate -s 4096 own1.h5
 wait "$bg"; code=$?
-[ "$code" -eq 0 ] && [ "$("$trainer" info own.h5 2>/dev/null | sed -n 's/.* \([0-9]*\) steps.*/\1/p')" = 400 ] \
+[ "$code" -eq 0 ] && [ "$(steps own.h5)" = 400 ] \
   && ok "held in memory, a dataset cut short mid-run is not read again: the job ends at step 400" \
   || bad "held in memory, cut short: exit $code, $(head -c 600 bg-err.txt)"
 no_leftovers "held in memory, cut short"
