@@ -11,6 +11,7 @@ const struct layer_ops *const layer_kinds[] = {
     &layer_average_pooling2d,       &layer_global_average_pooling2d,
     &layer_global_max_pooling2d,    &layer_flatten,
     &layer_dense,   &layer_dropout, &layer_activation,
+    &layer_batchnorm,
     NULL,
 };
 

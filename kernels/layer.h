@@ -45,18 +45,29 @@ struct act_cfg {
 struct input_cfg {
     int h, w, c;
 };
+struct batchnorm_cfg {
+    int axis;               /* as written: -1, or the channel axis counted with the batch (3, or 1 after Dense) */
+    double momentum;        /* of the moving averages: moving = moving * momentum + batch * (1 - momentum) */
+    double epsilon;         /* added to the variance */
+    int center, scale;      /* whether beta / gamma exist */
+};
 
 /* A parameter tensor of a layer: its name in Keras ("kernel", "bias"), its Keras shape, and its
- * offset in the parameter slab (set by the network). */
+ * offset in the parameter slab (set by the network). A moving average (BatchNormalization's moving_mean and
+ * moving_variance, Keras's non-trainable weights) is not trained: its slot in the gradient slab carries this
+ * batch's statistic, summed over the ranks like a gradient, and the optimizer folds it in with `momentum`
+ * instead of a gradient step (optim.h). */
 struct param_info {
     const char *name;
     int rank;
     long dims[4];
-    size_t size;   /* elements */
-    size_t offset; /* into the slab */
+    size_t size;     /* elements */
+    size_t offset;   /* into the slab */
+    int moving;      /* 1: a moving average, not trained */
+    double momentum; /* of that average */
 };
 
-#define LAYER_MAX_PARAMS 2
+#define LAYER_MAX_PARAMS 4
 
 struct layer_ops;
 
@@ -72,6 +83,7 @@ struct layer_spec {
         struct dropout_cfg dropout;
         struct act_cfg act;
         struct input_cfg input;
+        struct batchnorm_cfg bn;
     } u;
     /* Filled by ops->infer from the input shape: */
     struct shape in, out;
@@ -104,6 +116,10 @@ struct layer {
     void *priv;                 /* kind-specific primitives and buffers */
 };
 
+/* Sums v (n,) over every rank that trains on the global batch, in place, the same result on each (the network
+ * gets it from the trainer: kernels/ knows nothing of MPI). NULL: this process is the only one. */
+typedef int (*step_sum_fn)(double *v, int n, void *arg, struct error *err);
+
 /* What forward needs to know about the step beyond its tensors (dropout masks depend on it). */
 struct step_ctx {
     const struct dnn *dnn;
@@ -111,6 +127,12 @@ struct step_ctx {
     uint64_t seed;
     uint64_t step;              /* global optimizer step, 0-based */
     const int64_t *sample_ids;  /* (n,) global index of each sample of the batch in the dataset */
+    int global_batch;           /* training: samples in the global batch, over all ranks */
+    /* Training: BatchNormalization's statistics are those of the global batch (as PyTorch's SyncBatchNorm),
+     * so that the updates do not depend on the number of ranks. Each such layer calls `sum` once in forward and
+     * once in backward, in layer order (net_train_skip replays the calls of a rank with nothing to run). */
+    step_sum_fn sum;
+    void *sum_arg;
 };
 
 /* One table per layer kind. The Input never runs (the network feeds the scaled images as its output), so
@@ -142,6 +164,9 @@ struct layer_ops {
      * `Conv2D(filters=16, kernel_size=(2, 2), strides=(1, 1), padding='same', activation='relu', use_bias=True)`.
      * Returns what snprintf returns. */
     int (*to_text)(const struct layer_spec *spec, char *buf, size_t size);
+    /* How many doubles a training forward (forward = 1) or backward sums over the ranks through ctx->sum, in
+     * one call; 0 for none. NULL for kinds that never call it (all but BatchNormalization). */
+    int (*step_sums)(const struct layer_spec *spec, int forward, int need_diff_src);
 };
 
 /* The table of layer kinds; NULL when `name` is unknown. */
@@ -152,7 +177,7 @@ extern const struct layer_ops *const layer_kinds[];
 /* Every kind. */
 extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, layer_average_pooling2d,
     layer_global_average_pooling2d, layer_global_max_pooling2d, layer_flatten, layer_dense, layer_dropout,
-    layer_activation;
+    layer_activation, layer_batchnorm;
 
 /* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
 void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);

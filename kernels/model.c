@@ -1,5 +1,6 @@
 /* model.c: the model-file reader (Keras call syntax, one layer per line), the presets, and shape inference. */
 #include "model.h"
+#include "optim.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -725,4 +726,26 @@ int model_load(struct model *m, const char *name_or_path, struct error *err)
     rc = model_parse(m, text, name_or_path, err);
     free(text);
     return rc;
+}
+
+size_t model_moving_params(const struct model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i].n_params; j++)
+            if (m->layers[i].params[j].moving)
+                n += m->layers[i].params[j].size;
+    return n;
+}
+
+int model_mark_moving(const struct model *m, struct optim *o, struct error *err)
+{
+    int rc;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i].n_params; j++) {
+            const struct param_info *p = &m->layers[i].params[j];
+            if (p->moving && (rc = optim_add_moving(o, p->offset, p->offset + p->size, p->momentum, err)))
+                return rc;
+        }
+    return ERR_OK;
 }

@@ -35,4 +35,11 @@ extern const char *const model_preset_names[];
  * spec needs ops, u, name; line 0 when not from a text file). Errors are "FILE:LINE: NAME: what". */
 int model_infer(struct model *m, const char *file, struct error *err);
 
+/* Elements of the slab that are moving averages (Keras's non-trainable weights). */
+size_t model_moving_params(const struct model *m);
+
+struct optim;
+/* Tells the optimizer which parts of the slab are moving averages (optim_add_moving), after optim_init. */
+int model_mark_moving(const struct model *m, struct optim *o, struct error *err);
+
 #endif

@@ -179,6 +179,11 @@ int net_create(struct net **out, const struct model *m, struct error *err)
     }
     memset(net->params, 0, bytes);
     memset(net->grads, 0, bytes);
+    int sums = net_step_sums(net);
+    if (sums > 0 && !(net->sum_zeros = calloc((size_t)sums, sizeof(double)))) {
+        rc = error_set(err, ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
     if ((rc = dnn_init(&net->dnn, err)))
         goto fail;
     *out = net;
@@ -198,6 +203,7 @@ void net_destroy(struct net *net)
         dnn_release(&net->dnn);
     free(net->params);
     free(net->grads);
+    free(net->sum_zeros);
     free(net);
 }
 
@@ -305,14 +311,94 @@ static int backward(struct net *net, struct net_plan *p, const struct step_ctx *
     return ERR_OK;
 }
 
-int net_train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
-                    uint64_t step, struct net_stats *stats, struct error *err)
+/* The sums over ranks a training step makes, in order: each layer's forward one, first to last, then each
+ * layer's backward one, last to first (the first layer computes no input gradient). Calls `each` with the
+ * call's index and size until it returns non-zero. */
+static int each_step_sum(const struct model *m, int (*each)(int k, int count, void *arg), void *arg)
+{
+    int k = 0, rc;
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 1; j < m->n_layers; j++) {
+            int i = pass == 0 ? j : m->n_layers - j;
+            const struct layer_spec *s = &m->layers[i];
+            int count = s->ops->step_sums ? s->ops->step_sums(s, pass == 0, i > 1) : 0;
+            if (count > 0 && (rc = each(k++, count, arg)))
+                return rc;
+        }
+    return 0;
+}
+
+static int count_sum(int k, int count, void *arg)
+{
+    int *max = arg;
+    (void)k;
+    if (count > *max)
+        *max = count;
+    return 0;
+}
+
+int net_step_sums(const struct net *net)
+{
+    int max = 0;
+    each_step_sum(&net->model, count_sum, &max);
+    return max;
+}
+
+/* What a step's ctx->sum goes through: the network's sum, counted, so that a step that fails half way can
+ * make the calls it has not made yet. */
+struct counted_sum {
+    struct net *net;
+    int done;
+    struct error *err;
+    int rc;
+};
+
+static int counted_sum(double *v, int n, void *arg, struct error *err)
+{
+    struct counted_sum *c = arg;
+    c->done++;
+    return c->net->sum(v, n, c->net->sum_arg, err);
+}
+
+static int replay_sum(int k, int count, void *arg)
+{
+    struct counted_sum *c = arg;
+    if (k < c->done)
+        return 0;
+    memset(c->net->sum_zeros, 0, sizeof(double) * (size_t)count);
+    c->done++;
+    c->rc = c->net->sum(c->net->sum_zeros, count, c->net->sum_arg, c->err);
+    return c->rc;
+}
+
+/* Makes the calls of this step's sequence from c->done on, adding zeros. */
+static int finish_sums(struct counted_sum *c)
+{
+    if (!c->net->sum || !c->net->sum_zeros)
+        return ERR_OK;
+    c->rc = ERR_OK;
+    each_step_sum(&c->net->model, replay_sum, c);
+    return c->rc;
+}
+
+int net_train_skip(struct net *net, struct error *err)
+{
+    struct counted_sum c = {net, 0, err, ERR_OK};
+    return finish_sums(&c);
+}
+
+static int train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
+                       uint64_t step, struct net_stats *stats, struct counted_sum *sums, struct error *err)
 {
     struct net_plan *p;
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids};
+    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids, global_batch, NULL, NULL};
+    if (net->sum) {
+        ctx.sum = counted_sum;
+        ctx.sum_arg = sums;
+    }
     const float *logits = forward(net, p, b, &ctx, err);
     if (!logits)
         return err->code;
@@ -330,6 +416,21 @@ int net_train_batch(struct net *net, const struct net_batch *b, int global_batch
     return rc;
 }
 
+int net_train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
+                    uint64_t step, struct net_stats *stats, struct error *err)
+{
+    struct counted_sum sums = {net, 0, err, ERR_OK};
+    int rc = train_batch(net, b, global_batch, seed, step, stats, &sums, err);
+    if (rc != ERR_OK) {
+        /* The others are in (or on their way to) the sums this rank has not made: make them, adding
+         * nothing, and report the first error. */
+        struct error ignored = {0};
+        sums.err = &ignored;
+        finish_sums(&sums);
+    }
+    return rc;
+}
+
 int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,
                     struct error *err)
 {
@@ -337,7 +438,7 @@ int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, st
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids};
+    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids, 0, NULL, NULL};
     const float *logits = forward(net, p, b, &ctx, err);
     if (!logits)
         return err->code;

@@ -37,6 +37,9 @@ struct net {
     struct net_timing *timing; /* NULL (the default): no clock is read; else net_train_batch adds to it */
     int no_fusion;             /* tests: plans made from now on apply every derivative where the layer is
                                   (the reference the fused plans must match bit for bit) */
+    step_sum_fn sum;           /* the sum over ranks of a training step (layer.h); NULL: one process */
+    void *sum_arg;
+    double *sum_zeros;         /* what a rank with nothing to add sums (net_train_skip) */
 };
 
 /* Builds the network for m (copied). Parameters are zero until net_init_params or a load. */
@@ -66,9 +69,21 @@ struct net_stats {
 
 /* Forward + loss + backward in training mode. Overwrites net->grads with
  * (1 / global_batch) * sum over this batch of d loss / d params, so adding the grads of all ranks' shares
- * of a global batch gives the mean gradient of that batch. */
+ * of a global batch gives the mean gradient of that batch (a moving average's slot gets this share's part of
+ * the global batch's statistic: layer.h). On an error it still makes the step's sums over ranks (with
+ * zeros), so the other ranks finish the step and learn of the error from the exchange. */
 int net_train_batch(struct net *net, const struct net_batch *b, int global_batch, uint64_t seed,
                     uint64_t step, struct net_stats *stats, struct error *err);
+
+/* Whether a training step of this model sums anything over the ranks inside forward or backward
+ * (BatchNormalization's statistics of the global batch): then every rank must call net_train_batch or
+ * net_train_skip for every step, in step order. */
+int net_step_sums(const struct net *net);
+
+/* For a rank that has no sample of this step (a global batch smaller than the ranks) or could not read them:
+ * makes the sums over ranks net_train_batch would have made, adding zeros, so that no other rank waits.
+ * Writes nothing else. A no-op when net_step_sums is 0. */
+int net_train_skip(struct net *net, struct error *err);
 
 /* Inference (Dropout off). probs (n, classes) may be NULL; with labels, stats gets loss and correct. */
 int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, struct net_stats *stats,

@@ -89,6 +89,21 @@ int optim_init(struct optim *o, const struct optim_conf *c, size_t n, struct err
     return ERR_OK;
 }
 
+int optim_add_moving(struct optim *o, size_t lo, size_t hi, double momentum, struct error *err)
+{
+    if (o->n_moving > 0 && o->moving[o->n_moving - 1].hi == lo &&
+        o->moving[o->n_moving - 1].momentum == (float)momentum) {
+        o->moving[o->n_moving - 1].hi = hi; /* moving_mean then moving_variance: one range */
+        return ERR_OK;
+    }
+    if (o->n_moving == OPTIM_MAX_MOVING)
+        return error_set(err, ERR_INTERNAL, "optimizer: more than %d moving averages", OPTIM_MAX_MOVING);
+    if (lo > hi || hi > o->n || (o->n_moving > 0 && lo < o->moving[o->n_moving - 1].hi))
+        return error_set(err, ERR_INTERNAL, "optimizer: moving average [%zu, %zu) out of order", lo, hi);
+    o->moving[o->n_moving++] = (struct optim_moving){lo, hi, (float)momentum};
+    return ERR_OK;
+}
+
 void optim_release(struct optim *o)
 {
     free(o->slots);
@@ -194,12 +209,14 @@ void optim_step(struct optim *o, float *params, const float *grads)
     optim_step_range(o, params, grads, 0, o->n);
 }
 
-void optim_step_range(struct optim *o, float *params, const float *shard_grads, size_t lo, size_t hi)
+/* The optimizer's update of [lo, hi), none of it a moving average. */
+static void step_trained(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
 {
     const struct optim_conf *c = &o->conf;
-    struct update u = {params + lo, shard_grads, o->slots + lo, o->slots + o->n + lo, {0}};
+    struct update u = {params + lo, grads, o->slots + lo, o->slots + o->n + lo, {0}};
     size_t n = hi - lo;
-    o->iterations++;
+    if (n == 0)
+        return;
     switch (c->kind) {
     case OPTIM_SGD:
         u.k[0] = (float)c->lr;
@@ -223,6 +240,32 @@ void optim_step_range(struct optim *o, float *params, const float *shard_grads, 
         run_parallel(adam_kernel, &u, n);
         break;
     }
+}
+
+/* TensorFlow's assign_moving_average (Keras 2's moving_average_update without the zero-debiasing): the
+ * statistic g of the global batch is folded into p. */
+static void step_moving(float *p, const float *g, size_t n, float momentum)
+{
+    const float one_m = 1.0f - momentum;
+    for (size_t i = 0; i < n; i++)
+        p[i] -= (p[i] - g[i]) * one_m;
+}
+
+void optim_step_range(struct optim *o, float *params, const float *shard_grads, size_t lo, size_t hi)
+{
+    /* Adam's bias correction counts the step once, whatever the moving averages split the range into. */
+    o->iterations++;
+    size_t at = lo;
+    for (int k = 0; k < o->n_moving && at < hi; k++) {
+        const struct optim_moving *m = &o->moving[k];
+        size_t a = m->lo > at ? m->lo : at, b = m->hi < hi ? m->hi : hi;
+        if (a >= b)
+            continue;
+        step_trained(o, params, shard_grads + (at - lo), at, a);
+        step_moving(params + a, shard_grads + (a - lo), b - a, m->momentum);
+        at = b;
+    }
+    step_trained(o, params, shard_grads + (at - lo), at, hi);
 }
 
 /* A float is an infinity or a NaN when its exponent bits are all ones. Testing the bits is an integer

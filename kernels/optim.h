@@ -22,8 +22,19 @@ struct optim_conf {
     double eps;      /* RMSprop, Adam: 1e-7 */
 };
 
+/* Elements [lo, hi) of the slab that are moving averages (layer.h: BatchNormalization's moving_mean and
+ * moving_variance): their "gradient" is the global batch's statistic, folded in as Keras's
+ * moving_average_update does, p -= (p - g) * (1 - momentum), instead of an optimizer step; their slots stay 0. */
+struct optim_moving {
+    size_t lo, hi;
+    float momentum;
+};
+#define OPTIM_MAX_MOVING 64
+
 struct optim {
     struct optim_conf conf;
+    int n_moving;
+    struct optim_moving moving[OPTIM_MAX_MOVING]; /* sorted, disjoint */
     size_t n;          /* parameters */
     int n_slots;       /* per-parameter state arrays: SGD 1 (velocity), RMSprop 1 (mean square), Adam 2 (m, v) */
     float *slots;      /* (n_slots, n), zero at start; checkpointed as is */
@@ -37,6 +48,9 @@ const char *optim_kind_name(enum optim_kind kind);
 
 int optim_init(struct optim *o, const struct optim_conf *c, size_t n, struct error *err);
 void optim_release(struct optim *o);
+/* Marks [lo, hi) as a moving average (after optim_init; ranges in increasing order). ERR_INTERNAL past
+ * OPTIM_MAX_MOVING ranges. */
+int optim_add_moving(struct optim *o, size_t lo, size_t hi, double momentum, struct error *err);
 
 /* One update of params (n,) from grads (n,). Keras 2:
  *   SGD:     v = momentum*v - lr*g;  p += v   (Nesterov: p += momentum*v - lr*g)

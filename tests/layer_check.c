@@ -109,7 +109,8 @@ void lc_teardown(struct lc *t)
 
 static struct step_ctx ctx_of(struct lc *t, int training)
 {
-    struct step_ctx c = {&t->dnn, training, t->seed, t->step, t->ids};
+    struct step_ctx c = {&t->dnn, training, t->seed, t->step, t->ids,
+                         t->global_batch > 0 ? t->global_batch : t->n, t->sum, t->sum_arg};
     return c;
 }
 
@@ -204,7 +205,12 @@ void lc_gradcheck(struct lc *t, int training, double tol, int max_points)
     lc_backward(t, x, r, dx, training);
     memcpy(dw, t->dw, sizeof(float) * t->n_w);
     check_points(t, x, dx, t->in_size, "input", x, r, y, training, tol, max_points);
-    check_points(t, t->w, dw, t->n_w, "weights", x, r, y, training, tol, max_points);
+    /* Each trained tensor; a moving average's slot holds a batch statistic, not a derivative (layer.h). */
+    for (int i = 0; i < t->spec.n_params; i++) {
+        const struct param_info *p = &t->spec.params[i];
+        if (!p->moving)
+            check_points(t, t->w + p->offset, dw + p->offset, p->size, p->name, x, r, y, training, tol, max_points);
+    }
     free(x);
     free(r);
     free(y);

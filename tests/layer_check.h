@@ -31,6 +31,11 @@ struct lc {
     dnnl_memory_t src;          /* wraps the caller's input (layout in_plain) */
     int64_t *ids;               /* (n,) sample ids 100, 101, ... for dropout */
     uint64_t seed, step;
+    /* A training step's global batch and its sum over "ranks" (layer.h); 0 and NULL (lc_setup): the batch is
+     * all there is. */
+    int global_batch;
+    step_sum_fn sum;
+    void *sum_arg;
 };
 
 /* spec: ops, u.<kind> config and `in` set by the caller. Infers shapes, allocates and fills w with

@@ -55,6 +55,14 @@ static const char *const odd_rate_text = "Input(shape=(4, 4, 1))\n"
                                          "Flatten()\n"
                                          "Dropout(0.123456789012345678)\n"
                                          "Dense(2, activation='softmax')\n";
+/* BatchNormalization with every argument off its default, after a Conv2D and after a Dense. */
+static const char *const bn_text = "Input(shape=(6, 6, 2))\n"
+                                   "Conv2D(3, 3, use_bias=False)\n"
+                                   "BatchNormalization(momentum=0.875, epsilon=1e-05, center=False)\n"
+                                   "Flatten()\n"
+                                   "Dense(5)\n"
+                                   "BatchNormalization(axis=1, scale=False)\n"
+                                   "Dense(2, activation='softmax')\n";
 
 static char tmpdir[256];
 
@@ -446,7 +454,7 @@ static void check_keras_layout(const char *path, const struct net *net, const st
 static void test_config_round_trip(void **state)
 {
     (void)state;
-    const char *const texts[] = {small_text, gap_text, gmp_text, odd_rate_text};
+    const char *const texts[] = {small_text, gap_text, gmp_text, odd_rate_text, bn_text};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         struct model a, b;
         struct error err = {0};
@@ -541,8 +549,12 @@ static void test_unsupported_config(void **state)
 {
     (void)state;
     assert_refused(SEQ(CONV_FIRST ", {\"class_name\": \"BatchNormalization\", \"config\": {\"name\": "
-                                  "\"batch_normalization_1\", \"axis\": -1}}, " FLATTEN ", " DENSE_LAST),
-                   "k.h5: model_config: layer 'batch_normalization_1' (BatchNormalization) is not supported");
+                                  "\"batch_normalization_1\", \"axis\": -1, \"renorm\": true}}, " FLATTEN ", " DENSE_LAST),
+                   "k.h5: model_config: batch_normalization_1: renorm true is not supported");
+    assert_refused(SEQ(CONV_FIRST ", {\"class_name\": \"BatchNormalization\", \"config\": {\"name\": "
+                                  "\"batch_normalization_1\", \"axis\": 1}}, " FLATTEN ", " DENSE_LAST),
+                   "k.h5: batch_normalization_1: axis=1 is not the channel axis of a (h, w, c) input "
+                   "(use -1 or 3)");
     assert_refused(SEQ(CONV_FIRST ", {\"class_name\": \"Conv2D\", \"config\": {\"name\": \"conv2d_3\", "
                                   "\"filters\": 2, \"kernel_size\": [3, 3], \"dilation_rate\": [2, 2]}}, " FLATTEN
                                   ", " DENSE_LAST),
@@ -577,6 +589,23 @@ static void test_unsupported_config(void **state)
     assert_int_equal(m.layers[0].out.h, 8);
     assert_int_equal(m.layers[2].out.c, 6 * 6 * 2);
     assert_int_equal(m.n_params, 3 * 3 * 3 * 2 + 2 + 72 * 4 + 4);
+
+    /* tf.keras 2.x's BatchNormalization: axis as a list, its extra options at their defaults. */
+    assert_ok(keras_config_to_model(SEQ(CONV_FIRST ", {\"class_name\": \"BatchNormalization\", \"config\": "
+                                        "{\"name\": \"batch_normalization\", \"trainable\": true, \"dtype\": "
+                                        "\"float32\", \"axis\": [3], \"momentum\": 0.9, \"epsilon\": 0.0001, "
+                                        "\"center\": true, \"scale\": false, \"beta_initializer\": {\"class_name\": "
+                                        "\"Zeros\", \"config\": {}}, \"renorm\": false, \"virtual_batch_size\": "
+                                        "null, \"adjustment\": null}}, " FLATTEN ", " DENSE_LAST),
+                                    "k.h5", &m, &err),
+              &err);
+    const struct layer_spec *bn = &m.layers[2];
+    assert_ptr_equal(bn->ops, &layer_batchnorm);
+    assert_string_equal(bn->name, "batch_normalization");
+    assert_true(bn->u.bn.axis == 3 && bn->u.bn.momentum == 0.9 && bn->u.bn.epsilon == 1e-4);
+    assert_true(bn->u.bn.center && !bn->u.bn.scale);
+    assert_int_equal(bn->n_params, 3); /* beta, moving_mean, moving_variance */
+    assert_int_equal(model_moving_params(&m), 2 * 2);
 }
 
 /* ---- (4) files that are not checkpoints, or from a newer trainer ---------------------------------------- */

@@ -258,7 +258,7 @@ static void compare_with_plain(struct manual *b, const struct conv_case *kb, dnn
     float *y = malloc(sizeof(float) * p.out_size), *r = malloc(sizeof(float) * p.out_size);
     float *dy = malloc(sizeof(float) * p.out_size), *dx = malloc(sizeof(float) * p.in_size);
     float *dx_ref = malloc(sizeof(float) * p.in_size);
-    struct step_ctx ctx = {d, 1, 1, 0, NULL};
+    struct step_ctx ctx = {.dnn = d, .training = 1, .seed = 1};
     dnnl_memory_t ddst;
 
     /* forward: the naive reference on the plain content */

@@ -170,7 +170,7 @@ static void test_dense_on_4d_source(void **state)
     l.src_md = md4;
     if (layer_dense.create(&l, &d, 1, &e) != ERR_OK)
         fail_msg("create: %s", e.msg);
-    struct step_ctx ctx = {&d, 1, 1, 0, NULL};
+    struct step_ctx ctx = {.dnn = &d, .training = 1, .seed = 1};
     LC_OK(layer_dense.forward(&l, &ctx, src, err));
     LC_OK(dnn_md_nc(&pmd, n, units, err));
     LC_OK(dnn_read_plain(l.dst, &pmd, y, &d, err));
@@ -361,7 +361,7 @@ static void test_flatten_blocked_input(void **state)
     LC_OK(dnn_mem(&src, &bmd, &d, NULL, err));
     LC_OK(dnn_write_plain(src, &nchw, x, &d, err));
     flatten_create(&l, &s, n, &bmd, &d);
-    struct step_ctx ctx = {&d, 1, 1, 0, NULL};
+    struct step_ctx ctx = {.dnn = &d, .training = 1, .seed = 1};
     LC_OK(layer_flatten.forward(&l, &ctx, src, err));
     LC_OK(dnn_md_nc(&nc, n, h * w * c, err));
     assert_true(dnnl_memory_desc_equal(&l.dst_md, &nc));
@@ -409,7 +409,7 @@ static void test_flatten_after_conv(void **state)
     lc_fill(x, sizeof x / sizeof x[0], -1, 1, 3);
     lc_forward(&conv, x, yc, 1); /* conv output read as NHWC by the harness */
     flatten_create(&l, &s, n, &conv.l.dst_md, &conv.dnn);
-    struct step_ctx ctx = {&conv.dnn, 1, 1, 0, NULL};
+    struct step_ctx ctx = {.dnn = &conv.dnn, .training = 1, .seed = 1};
     LC_OK(layer_flatten.forward(&l, &ctx, conv.l.dst, err));
     LC_OK(dnn_md_nc(&nc, n, h * w * c, err));
     LC_OK(dnn_read_plain(l.dst, &nc, y, &conv.dnn, err));

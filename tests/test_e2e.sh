@@ -182,5 +182,49 @@ else
   pkill -KILL -f "^$trainer train --model $data/small.model --data big.h5"
 fi
 
+# BatchNormalization normalises with the global batch's statistics (summed over the ranks within the step), so
+# 1, 2 and 4 ranks agree as without it; both exchanges carry the moving averages the same way.
+bn=$data/bn.model
+for n in 1 2 4; do
+  mpi "$n" "$trainer" train --model "$bn" --data train.h5 --epochs 2 --batch-size 16 --max-steps 50 --seed 9 \
+    --threads 1 --quiet --checkpoint "bn$n.h5" >"bn$n.txt" 2>&1 || bad "BatchNormalization on $n ranks: $(tail -3 "bn$n.txt")"
+done
+"$compare" bn1.h5 bn2.h5 1e-4 && ok "BatchNormalization: 1 and 2 ranks agree" || bad "BatchNormalization: 1 and 2 ranks"
+"$compare" bn1.h5 bn4.h5 1e-4 && ok "BatchNormalization: 1 and 4 ranks agree" || bad "BatchNormalization: 1 and 4 ranks"
+TRAINER_EXCHANGE=messages mpi 2 -x TRAINER_EXCHANGE "$trainer" train --model "$bn" --data train.h5 --epochs 2 \
+  --batch-size 16 --max-steps 50 --seed 9 --threads 1 --quiet --checkpoint bnm2.h5 >bnm2.txt 2>&1
+"$compare" bn2.h5 bnm2.h5 0 >/dev/null && ok "BatchNormalization: shared memory = messages, bit-identical" \
+  || bad "BatchNormalization: shared vs messages: $(tail -3 bnm2.txt)"
+# A global batch of 3 on 4 ranks: one rank has no sample in each step and adds zeros to the sums.
+mpi 4 "$trainer" train --model "$bn" --data train.h5 --epochs 1 --batch-size 3 --max-steps 20 --seed 9 --threads 1 \
+  --quiet --checkpoint bn4s.h5 >bn4s.txt 2>&1 && mpi 1 "$trainer" train --model "$bn" --data train.h5 --epochs 1 \
+  --batch-size 3 --max-steps 20 --seed 9 --threads 1 --quiet --checkpoint bn1s.h5 >bn1s.txt 2>&1 \
+  && "$compare" bn1s.h5 bn4s.h5 1e-4 >/dev/null && ok "BatchNormalization: batch 3 on 4 ranks = 1 rank" \
+  || bad "BatchNormalization, batch 3 on 4 ranks: $(tail -3 bn4s.txt bn1s.txt)"
+# Stopped and resumed: the moving averages are in the checkpoint, the run ends bit-identical.
+train2 2 --model "$bn" --epochs 3 --batch-size 16 --seed 4 --max-steps 100 --checkpoint bnstraight.h5 >/dev/null 2>&1
+train2 2 --model "$bn" --epochs 3 --batch-size 16 --seed 4 --max-steps 60 --checkpoint bnpart.h5 >/dev/null 2>&1
+train2 2 --resume bnpart.h5 --epochs 3 --max-steps 100 >/dev/null 2>&1
+"$compare" bnstraight.h5 bnpart.h5 0 >/dev/null && ok "BatchNormalization: stopped at 60, resumed to 100: bit-identical" \
+  || bad "BatchNormalization: resume"
+# Keras's layout: the weights in Keras's order, the moving averages among them, and the layer in model_config.
+h5dump -a /model_weights/batch_normalization_1/weight_names bnstraight.h5 \
+  | grep -o 'batch_normalization_1/[a-z_]*:0' | tr '\n' ' ' >bnnames.txt
+[ "$(cat bnnames.txt)" = "batch_normalization_1/gamma:0 batch_normalization_1/beta:0 batch_normalization_1/moving_mean:0 batch_normalization_1/moving_variance:0 " ] \
+  && h5dump -a model_config bnstraight.h5 | grep -q 'BatchNormalization' \
+  && ok "BatchNormalization: Keras weight names and model_config" || bad "BatchNormalization names: $(cat bnnames.txt)"
+"$trainer" info bnstraight.h5 >bninfo.txt 2>&1 && grep -q '^Non-trainable params: 96$' bninfo.txt \
+  && ok "BatchNormalization: the moving averages are non-trainable params" || bad "bn info: $(cat bninfo.txt)"
+# Inference uses the moving averages: with a fast average (momentum 0.5) they track the batches, and the model
+# evaluates as well as it trained.
+sed 's/BatchNormalization(momentum=0.9)/BatchNormalization(momentum=0.5)/; s/BatchNormalization()/BatchNormalization(momentum=0.5)/' \
+  "$bn" >bnfast.model
+mpi 2 "$trainer" train --model bnfast.model --data train.h5 --epochs 3 --threads 1 --quiet --checkpoint bnfast.h5 \
+  >/dev/null 2>&1
+bnacc=$(mpi 2 "$trainer" eval --checkpoint bnfast.h5 --data train.h5 2>/dev/null \
+  | sed -n 's/^loss: [0-9.]* - accuracy: \([0-9.]*\)$/\1/p')
+awk -v a="${bnacc:-0}" 'BEGIN { exit !(a >= 0.9) }' && ok "BatchNormalization: eval with the moving averages, accuracy $bnacc" \
+  || bad "BatchNormalization eval accuracy '${bnacc}'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

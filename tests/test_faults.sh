@@ -129,6 +129,11 @@ expect 2 3 "badlabel.h5: sample $sample has label 9, outside \[0, 4\)" \
   "label out of range in rank 1's share only: both ranks exit 3" \
   $(train --data badlabel.h5 --batch-size 16 --seed 5 --epochs 1 --checkpoint badlabel-ck.h5)
 [ ! -e badlabel-ck.h5 ] && ok "no checkpoint of the failed epoch" || bad "a checkpoint was written"
+# With BatchNormalization the ranks sum statistics inside each step: rank 1, which cannot read its share,
+# must still take part in them (net_train_skip), or rank 0 would wait in the first one.
+expect 2 3 "badlabel.h5: sample $sample has label 9, outside \[0, 4\)" \
+  "BatchNormalization, label out of range in rank 1's share only: both ranks exit 3" \
+  "$trainer" train --model "$data/bn.model" --quiet --data badlabel.h5 --batch-size 16 --seed 5 --epochs 1
 
 # An unreadable file: permissions do not stop root, so as an unprivileged user when there is one.
 cp train.h5 secret.h5 && chmod 000 secret.h5

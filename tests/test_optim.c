@@ -336,6 +336,53 @@ static void test_step_range_shards(void **state)
 
 /* The divergence check: any NaN or infinity anywhere (both ends, the middle, past the threshold where it
  * runs threaded), and nothing else: the largest floats, subnormals and -0 are finite. */
+/* Moving averages (BatchNormalization's) inside the slab: their elements get p -= (p - g) * (1 - momentum) and
+ * keep zero slots; the elements around them get the optimizer's update exactly as without them, also when a
+ * shard boundary cuts a range; Adam counts one step per update however the ranges split it. */
+static void test_moving_averages(void **state)
+{
+    (void)state;
+    enum { M = 40 };
+    struct optim_conf c;
+    optim_defaults(&c, OPTIM_ADAM);
+    struct optim with, without;
+    struct error err = {0};
+    float p[M], q[M], g[M];
+    assert_int_equal(optim_init(&with, &c, M, &err), ERR_OK);
+    assert_int_equal(optim_init(&without, &c, M, &err), ERR_OK);
+    /* [5, 9) and [9, 13) are one layer's moving_mean and moving_variance (one range), [30, 34) another's. */
+    assert_int_equal(optim_add_moving(&with, 5, 9, 0.9, &err), ERR_OK);
+    assert_int_equal(optim_add_moving(&with, 9, 13, 0.9, &err), ERR_OK);
+    assert_int_equal(optim_add_moving(&with, 30, 34, 0.5, &err), ERR_OK);
+    assert_int_equal(with.n_moving, 2);
+    assert_int_equal(optim_add_moving(&with, 20, 22, 0.5, &err), ERR_INTERNAL); /* out of order */
+    for (int i = 0; i < M; i++)
+        p[i] = q[i] = (float)(0.1 * i - 1.0);
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < M; i++)
+            g[i] = (float)(0.3 * sin(i + 7.0 * step));
+        float before[M];
+        memcpy(before, p, sizeof p);
+        /* Two shards, the boundary inside the first range. */
+        optim_step_range(&with, p, g, 0, 7);
+        with.iterations--; /* one update in two shards (two ranks' in the exchange, each counting it once) */
+        optim_step_range(&with, p, g + 7, 7, M);
+        optim_step(&without, q, g);
+        for (int i = 0; i < M; i++) {
+            int moving = (i >= 5 && i < 13) || (i >= 30 && i < 34);
+            if (moving) {
+                double m = i < 13 ? 0.9 : 0.5;
+                assert_close(p[i], before[i] - (before[i] - g[i]) * (1.0 - m), 1e-6);
+                assert_true(with.slots[i] == 0.0f && with.slots[M + i] == 0.0f);
+            } else if (p[i] != q[i]) {
+                fail_msg("step %d: element %d %.9g, without moving averages %.9g", step, i, p[i], q[i]);
+            }
+        }
+    }
+    optim_release(&with);
+    optim_release(&without);
+}
+
 static void test_all_finite(void **state)
 {
     (void)state;
@@ -368,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_defaults_match_keras),
         cmocka_unit_test(test_step_range_shards),
         cmocka_unit_test(test_all_finite),
+        cmocka_unit_test(test_moving_averages),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_sgd_plain),
         cmocka_unit_test(test_sgd_momentum),

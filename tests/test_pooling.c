@@ -260,7 +260,7 @@ static void test_max_workspace(void **state)
     lc_forward(&t, x, y, 1);
 
     struct error e = {0};
-    struct step_ctx c = {&t.dnn, 1, t.seed, t.step, t.ids};
+    struct step_ctx c = {.dnn = &t.dnn, .training = 1, .seed = t.seed, .step = t.step, .sample_ids = t.ids};
     dnnl_memory_t ddst = NULL;
     assert_int_equal(dnn_mem(&ddst, &t.l.dst_md, &t.dnn, NULL, &e), ERR_OK);
     assert_int_equal(dnn_write_plain(ddst, &t.out_plain, dy, &t.dnn, &e), ERR_OK);

@@ -217,8 +217,11 @@ static int setup(struct bench *b, struct error *err)
     if (rc || (rc = net_create(&b->net, &b->model, err)))
         return rc;
     net_init_params(b->net, 1);
+    if (size > 1)
+        b->net->sum = dist_step_sum;
     optim_defaults(&oc, OPTIM_RMSPROP);
-    if ((rc = optim_init(&b->opt, &oc, b->net->n_params, err)))
+    if ((rc = optim_init(&b->opt, &oc, b->net->n_params, err)) ||
+        (rc = model_mark_moving(&b->model, &b->opt, err)))
         return rc;
     b->lo = b->o.batch * rank / size;
     b->hi = b->o.batch * (rank + 1) / size;
@@ -271,8 +274,12 @@ static int step(struct bench *b, int64_t k, int timed, struct error *err)
     double t1 = dist_wtime();
     struct net_stats st = {0, 0};
     struct net_batch nb = {fb.n, fb.images, fb.labels, fb.ids};
-    if (rc == ERR_OK && fb.n > 0)
+    if (rc == ERR_OK && fb.n > 0) {
         rc = net_train_batch(net, &nb, (int)b->o.batch, 1, (uint64_t)k, &st, err);
+    } else {
+        struct error ignored = {0};
+        net_train_skip(net, &ignored); /* the other ranks' BatchNormalization sums (net.h) */
+    }
     if (fb.n == 0 || rc != ERR_OK)
         memset(net->grads, 0, sizeof(float) * net->n_params);
     memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);

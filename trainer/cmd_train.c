@@ -265,7 +265,10 @@ static int setup_net(struct run *r, struct error *err)
     if ((rc = net_create(&r->net, &r->model, err)))
         return rc;
     net_init_params(r->net, (uint64_t)o->seed);
-    if ((rc = optim_init(&r->opt, &o->optim, r->net->n_params, err)))
+    if (dist_size() > 1)
+        r->net->sum = dist_step_sum;
+    if ((rc = optim_init(&r->opt, &o->optim, r->net->n_params, err)) ||
+        (rc = model_mark_moving(&r->model, &r->opt, err)))
         return rc;
     if (o->init_weights)
         return checkpoint_read_weights(o->init_weights, r->net, err);

@@ -149,6 +149,14 @@ static void allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem)
 void dist_allreduce_sum_f32(float *buf, size_t n) { allreduce(buf, n, MPI_FLOAT, sizeof(float)); }
 void dist_allreduce_sum_f64(double *buf, size_t n) { allreduce(buf, n, MPI_DOUBLE, sizeof(double)); }
 
+int dist_step_sum(double *v, int n, void *arg, struct error *err)
+{
+    (void)arg;
+    (void)err;
+    dist_allreduce_sum_f64(v, (size_t)n);
+    return 0;
+}
+
 /* Shards are multiples of 16 floats (a cache line: no two ranks write one line in the all-gather's buffers)
  * but the last. Open MPI's counts are int: a shard beyond INT_MAX floats (8 GiB) is not supported, and the
  * trainer's models are far below it. */

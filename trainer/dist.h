@@ -15,6 +15,10 @@ int dist_local_size(void);
 /* In-place sum over ranks. */
 void dist_allreduce_sum_f32(float *buf, size_t n);
 void dist_allreduce_sum_f64(double *buf, size_t n);
+/* A step's sum over ranks as the network calls it (layer.h step_sum_fn; arg unused): BatchNormalization's
+ * statistics of the global batch. */
+struct error;
+int dist_step_sum(double *v, int n, void *arg, struct error *err);
 
 /* The sharded exchange of a step: a slab of n floats is cut into one shard per rank, [lo, hi) for this rank
  * (dist_shard: contiguous, in rank order, whole 64-byte lines but the last). dist_reduce_scatter_sum_f32 sums

@@ -106,6 +106,25 @@ static int activation_to_json(const struct layer_spec *s, json_t *c)
     return set(c, "activation", activation(s->u.act.act));
 }
 
+static int bn_to_json(const struct layer_spec *s, json_t *c)
+{
+    const struct batchnorm_cfg *b = &s->u.bn;
+    int bad = set(c, "axis", json_integer(b->axis));
+    bad |= set(c, "momentum", json_real(b->momentum));
+    bad |= set(c, "epsilon", json_real(b->epsilon));
+    bad |= set(c, "center", json_boolean(b->center));
+    bad |= set(c, "scale", json_boolean(b->scale));
+    bad |= set(c, "beta_initializer", json_pack("{s:s, s:{}}", "class_name", "Zeros", "config"));
+    bad |= set(c, "gamma_initializer", json_pack("{s:s, s:{}}", "class_name", "Ones", "config"));
+    bad |= set(c, "moving_mean_initializer", json_pack("{s:s, s:{}}", "class_name", "Zeros", "config"));
+    bad |= set(c, "moving_variance_initializer", json_pack("{s:s, s:{}}", "class_name", "Ones", "config"));
+    static const char *const nulls[] = {"beta_regularizer", "gamma_regularizer", "beta_constraint",
+                                        "gamma_constraint"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        bad |= set(c, nulls[i], json_null());
+    return bad;
+}
+
 /* ---- JSON -> layer arguments ---------------------------------------------------------------------------- */
 
 /* A JSON value as a Keras user wrote it: [2, 2] as (2, 2), strings quoted, null as None. */
@@ -274,6 +293,28 @@ static int activation_from_json(json_t *cfg, struct args *a, const char *where, 
     return rc ? rc : copy_args(cfg, keys, a, where, err);
 }
 
+/* tf.keras writes axis as a list ([3]); standalone Keras as an integer. A renormalized or virtual-batch
+ * BatchNormalization (tf.keras options) computes something else: refused. Keras 3's `synchronized` needs no
+ * check: the trainer's statistics are always the global batch's. */
+static int bn_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"momentum", "epsilon", "center", "scale", NULL};
+    json_t *axis = json_object_get(cfg, "axis");
+    int rc = require(cfg, "renorm", json_false(), where, err);
+    if (!rc)
+        rc = require(cfg, "virtual_batch_size", json_null(), where, err);
+    if (rc)
+        return rc;
+    if (json_is_array(axis) && json_array_size(axis) == 1)
+        axis = json_array_get(axis, 0);
+    if (axis) {
+        if ((rc = json_to_arg("axis", axis, &a->a[a->n], where, err)))
+            return rc;
+        a->n++;
+    }
+    return copy_args(cfg, keys, a, where, err);
+}
+
 static const struct keras_kind kinds[] = {
     {&layer_conv2d, conv_to_json, conv_from_json},
     {&layer_max_pooling2d, pool_to_json, pool_from_json},
@@ -284,6 +325,7 @@ static const struct keras_kind kinds[] = {
     {&layer_dense, dense_to_json, dense_from_json},
     {&layer_dropout, dropout_to_json, dropout_from_json},
     {&layer_activation, activation_to_json, activation_from_json},
+    {&layer_batchnorm, bn_to_json, bn_from_json},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 

@@ -79,9 +79,10 @@ void summary_print(FILE *out, const struct model *m, const char *name)
     /* Parameters are float32: 4 bytes each. */
     fprintf(out, "Total params: %s (%.2f MB)\n", summary_count(count, sizeof count, (long long)m->n_params),
             (double)m->n_params * 4.0 / (1024.0 * 1024.0));
-    /* Every layer kind the trainer has trains all its weights (no BatchNormalization moving statistics). */
-    fprintf(out, "Trainable params: %s\n", summary_count(count, sizeof count, (long long)m->n_params));
-    fprintf(out, "Non-trainable params: 0\n");
+    /* BatchNormalization's moving averages are Keras's non-trainable weights. */
+    size_t moving = model_moving_params(m);
+    fprintf(out, "Trainable params: %s\n", summary_count(count, sizeof count, (long long)(m->n_params - moving)));
+    fprintf(out, "Non-trainable params: %s\n", summary_count(count, sizeof count, (long long)moving));
     rule(out, width, '_');
 }
 

@@ -46,13 +46,21 @@ static int local_gradient(struct run *r, int64_t gb, struct error *err)
     feed_start(r->feed, r->at.epoch_step + 1);
     int n = fb.n;
     memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
+    int ran = 0;
     if (n > 0) {
         struct net_stats st = {0, 0};
         struct net_batch b = {n, fb.images, fb.labels, fb.ids};
-        if (rc == ERR_OK)
+        if (rc == ERR_OK) {
             rc = net_train_batch(net, &b, (int)gb, r->at.seed, (uint64_t)r->at.step, &st, err);
+            ran = 1;
+        }
         tail[TAIL_LOSS] = (float)st.loss_sum;
         tail[TAIL_CORRECT] = (float)st.correct;
+    }
+    if (!ran) {
+        /* The other ranks' BatchNormalization layers sum over every rank within the step: take part. */
+        struct error ignored = {0};
+        net_train_skip(net, &ignored);
     }
     if (n == 0 || rc != ERR_OK)
         /* A rank with nothing to add (a batch smaller than the ranks) or that failed adds zeros. */

@@ -1,0 +1,400 @@
+/* batchnorm.c: BatchNormalization (Keras semantics, channels-last) with the statistics of the global batch.
+ *
+ * Training normalises with the mean and the (biased) variance of the whole global batch, over every rank: the
+ * layer sums per-channel moments through ctx->sum once in forward and once in backward, as PyTorch's
+ * SyncBatchNorm does. Per-rank statistics would make the updates depend on the number of ranks, which SPEC.md
+ * rules out. Inference uses the moving averages, as Keras does.
+ *
+ * The moving averages are parameters marked `moving` (layer.h): backward writes this rank's share of the global
+ * batch's mean and unbiased variance into their gradient slots, the exchange sums the shares, and the
+ * optimizer folds the sums in with the momentum. So each average is updated once, by whichever rank owns that
+ * part of the slab, in every exchange mode, and a checkpoint holds them as Keras's non-trainable weights.
+ *
+ * The layer works on a plain (n, h, w, c) / (n, c) copy of its input: a channel is then a fixed column, and
+ * the sums run over rows. Sums are in double, in fixed per-thread chunks added in thread order, so that a run
+ * is bit-identical to the next with the same ranks and threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer_common.h"
+
+struct bn_priv {
+    dnnl_primitive_t to_plain;   /* src layout -> plain dst; NULL when src is already plain */
+    dnnl_primitive_t from_plain; /* plain dx -> diff_src in the src layout; NULL when plain or no diff_src */
+    dnnl_memory_t dx_plain;      /* (rows, c) backward scratch, only when from_plain is used */
+    float *xhat;                 /* (rows, c) the last training forward's normalised input */
+    float *inv_std;              /* (c,) 1 / sqrt(var + eps) of that forward */
+    float *fa, *fb, *fc;         /* (c,) per-channel factors of the loop at hand */
+    double *part;                /* (threads, 2c) per-thread partial sums */
+    double *sums;                /* (2c,) this rank's sums, then (after ctx->sum) the global ones */
+    double *local;               /* (2c,) this rank's sum x and sum x^2 of the last training forward */
+    double *mean, *var;          /* (c,) the global batch's, of that forward */
+    long rows, c;                /* rows = n * h * w */
+    int threads;
+};
+
+/* Offsets of the layer's tensors relative to params[0] (l->w): gamma and beta when present, then the two
+ * moving averages. */
+struct bn_parts {
+    long gamma, beta, mean, var; /* -1: absent */
+};
+
+static struct bn_parts parts_of(const struct layer_spec *s)
+{
+    struct bn_parts p = {-1, -1, -1, -1};
+    for (int i = 0; i < s->n_params; i++) {
+        long off = (long)(s->params[i].offset - s->params[0].offset);
+        const char *name = s->params[i].name;
+        if (strcmp(name, "gamma") == 0)
+            p.gamma = off;
+        else if (strcmp(name, "beta") == 0)
+            p.beta = off;
+        else if (strcmp(name, "moving_mean") == 0)
+            p.mean = off;
+        else
+            p.var = off;
+    }
+    return p;
+}
+
+/* ---- parsing, shapes, text ---------------------------------------------------------------------------- */
+
+/* Keras: BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True, ...). The
+ * initializers, regularizers and constraints are not supported: Keras's defaults (ones, zeros) are used. */
+static int bn_parse(struct layer_spec *spec, struct args *a, struct error *err)
+{
+    struct batchnorm_cfg *c = &spec->u.bn;
+    long axis;
+    int rc;
+    if ((rc = args_int(a, "axis", 0, 0, -1, &axis, err)) ||
+        (rc = args_float(a, "momentum", 1, 0, 0.99, &c->momentum, err)) ||
+        (rc = args_float(a, "epsilon", 2, 0, 1e-3, &c->epsilon, err)) ||
+        (rc = args_bool(a, "center", 3, 1, &c->center, err)) || (rc = args_bool(a, "scale", 4, 1, &c->scale, err)))
+        return rc;
+    if (axis != -1 && axis != 1 && axis != 3)
+        return args_error(a, layer_find_arg(a, "axis", 0), err,
+                          "axis must be the channel axis (-1, channels-last), not %ld", axis);
+    if (!(c->momentum >= 0.0 && c->momentum <= 1.0))
+        return args_error(a, layer_find_arg(a, "momentum", 1), err, "momentum must be in [0, 1], not %g",
+                          c->momentum);
+    if (!(c->epsilon > 0.0 && c->epsilon < 1e10))
+        return args_error(a, layer_find_arg(a, "epsilon", 2), err, "epsilon must be positive, not %g", c->epsilon);
+    c->axis = (int)axis;
+    return ERR_OK;
+}
+
+static int bn_infer(struct layer_spec *spec, struct error *err)
+{
+    const struct batchnorm_cfg *c = &spec->u.bn;
+    int last = spec->in.rank == 3 ? 3 : 1;
+    if (c->axis != -1 && c->axis != last)
+        return layer_spec_error(spec, err, "axis=%d is not the channel axis of a %s input (use -1 or %d)", c->axis,
+                                spec->in.rank == 3 ? "(h, w, c)" : "flat", last);
+    spec->out = spec->in;
+    long dims[1] = {spec->in.c};
+    int n = 0;
+    if (c->scale)
+        layer_set_param(&spec->params[n++], "gamma", 1, dims);
+    if (c->center)
+        layer_set_param(&spec->params[n++], "beta", 1, dims);
+    layer_set_param(&spec->params[n], "moving_mean", 1, dims);
+    spec->params[n].moving = 1;
+    spec->params[n++].momentum = c->momentum;
+    layer_set_param(&spec->params[n], "moving_variance", 1, dims);
+    spec->params[n].moving = 1;
+    spec->params[n++].momentum = c->momentum;
+    spec->n_params = n;
+    return ERR_OK;
+}
+
+/* The shortest %g that reads back as the same double, so that a saved model reloads exactly. */
+static const char *exact(double v, char *buf, size_t size)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+static int bn_to_text(const struct layer_spec *s, char *buf, size_t size)
+{
+    const struct batchnorm_cfg *c = &s->u.bn;
+    char m[32], e[32];
+    return snprintf(buf, size, "%s(axis=%d, momentum=%s, epsilon=%s, center=%s, scale=%s)", s->ops->name, c->axis,
+                    exact(c->momentum, m, sizeof m), exact(c->epsilon, e, sizeof e), c->center ? "True" : "False",
+                    c->scale ? "True" : "False");
+}
+
+/* Keras defaults: gamma ones, beta zeros, moving_mean zeros, moving_variance ones. */
+static void bn_init_params(const struct layer_spec *spec, float *w, double (*rnd)(void *), void *state)
+{
+    (void)rnd;
+    (void)state;
+    const struct bn_parts p = parts_of(spec);
+    const long c = spec->in.c;
+    for (long i = 0; i < c; i++) {
+        if (p.gamma >= 0)
+            w[p.gamma + i] = 1.0f;
+        if (p.beta >= 0)
+            w[p.beta + i] = 0.0f;
+        w[p.mean + i] = 0.0f;
+        w[p.var + i] = 1.0f;
+    }
+}
+
+/* ---- runtime ---------------------------------------------------------------------------------------- */
+
+static void bn_destroy(struct layer *l)
+{
+    struct bn_priv *p = l->priv;
+    layer_release_outputs(l);
+    if (p) {
+        if (p->to_plain)
+            dnnl_primitive_destroy(p->to_plain);
+        if (p->from_plain)
+            dnnl_primitive_destroy(p->from_plain);
+        if (p->dx_plain)
+            dnnl_memory_destroy(p->dx_plain);
+        free(p->xhat);
+        free(p->inv_std);
+        free(p->fa);
+        free(p->fb);
+        free(p->fc);
+        free(p->part);
+        free(p->sums);
+        free(p->local);
+        free(p->mean);
+        free(p->var);
+        free(p);
+    }
+    l->priv = NULL;
+}
+
+static int bn_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
+{
+    const struct shape *s = &l->spec->in;
+    l->priv = NULL;
+    l->dst = l->diff_src = NULL;
+    struct bn_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
+    l->priv = p;
+    p->c = s->c;
+    p->rows = (long)l->n * s->h * s->w;
+    p->threads = omp_get_max_threads();
+    size_t c = (size_t)p->c;
+    p->xhat = malloc(sizeof(float) * (size_t)p->rows * c + 1);
+    p->inv_std = malloc(sizeof(float) * c);
+    p->fa = malloc(sizeof(float) * c);
+    p->fb = malloc(sizeof(float) * c);
+    p->fc = malloc(sizeof(float) * c);
+    p->part = malloc(sizeof(double) * 2 * c * (size_t)p->threads);
+    p->sums = malloc(sizeof(double) * 2 * c);
+    p->local = malloc(sizeof(double) * 2 * c);
+    p->mean = malloc(sizeof(double) * c);
+    p->var = malloc(sizeof(double) * c);
+    if (!p->xhat || !p->inv_std || !p->fa || !p->fb || !p->fc || !p->part || !p->sums || !p->local || !p->mean || !p->var) {
+        error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %d", l->spec->name, l->n);
+        goto fail;
+    }
+    if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
+                      : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
+        dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
+        layer_reorder_prim(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
+        goto fail;
+    if (need_diff_src) {
+        if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
+            layer_reorder_prim(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
+            (p->from_plain && dnn_mem(&p->dx_plain, &l->dst_md, d, NULL, err) != ERR_OK))
+            goto fail;
+    }
+    return ERR_OK;
+fail:
+    bn_destroy(l);
+    return err ? err->code : ERR_INTERNAL;
+}
+
+/* sums[0..c) = sum over rows of a, sums[c..2c) = sum of a*b (b NULL: a*a), each in double: per-thread partials
+ * over fixed chunks of rows, added in thread order (the same bits every run with the same threads). */
+static void column_sums(struct bn_priv *p, const float *a, const float *b, double *sums)
+{
+    const long rows = p->rows, c = p->c;
+    int used = 1;
+#pragma omp parallel num_threads(p->threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        long per = (rows + nt - 1) / nt, lo = per * t < rows ? per * t : rows, hi = lo + per < rows ? lo + per : rows;
+        double *s1 = p->part + (size_t)t * 2 * c, *s2 = s1 + c;
+        memset(s1, 0, sizeof(double) * 2 * (size_t)c);
+        for (long r = lo; r < hi; r++) {
+            const float *x = a + (size_t)r * c, *y = b ? b + (size_t)r * c : x;
+#pragma omp simd
+            for (long k = 0; k < c; k++) {
+                s1[k] += x[k];
+                s2[k] += (double)x[k] * y[k];
+            }
+        }
+#pragma omp single
+        used = nt;
+    }
+    memset(sums, 0, sizeof(double) * 2 * (size_t)c);
+    for (int t = 0; t < used; t++)
+        for (long k = 0; k < 2 * c; k++)
+            sums[k] += p->part[(size_t)t * 2 * c + k];
+}
+
+static int global_sums(const struct step_ctx *ctx, double *v, int n, struct error *err)
+{
+    return ctx->sum ? ctx->sum(v, n, ctx->sum_arg, err) : ERR_OK;
+}
+
+/* Elements per channel in the global batch. */
+static double global_count(const struct layer *l, const struct step_ctx *ctx)
+{
+    const struct shape *s = &l->spec->in;
+    int gb = ctx->global_batch > 0 ? ctx->global_batch : l->n;
+    return (double)gb * s->h * s->w;
+}
+
+static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
+{
+    struct bn_priv *p = l->priv;
+    const struct bn_parts q = parts_of(l->spec);
+    const double eps = l->spec->u.bn.epsilon;
+    const long rows = p->rows, c = p->c;
+    float *y = dnn_ptr(l->dst); /* (rows, c) */
+    int rc;
+    if (p->to_plain) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
+        if ((rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err)) != ERR_OK)
+            return rc;
+    } else {
+        memcpy(y, dnn_ptr(src), dnnl_memory_desc_get_size(&l->dst_md));
+    }
+    const float *w = l->w;
+    float *fa = p->fa, *fb = p->fb, *fc = p->fc;
+    if (ctx->training) {
+        column_sums(p, y, NULL, p->sums);
+        memcpy(p->local, p->sums, sizeof(double) * 2 * (size_t)c);
+        if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+            return rc;
+        const double m = global_count(l, ctx);
+        for (long k = 0; k < c; k++) {
+            double mean = p->sums[k] / m, var = p->sums[c + k] / m - mean * mean;
+            p->mean[k] = mean;
+            p->var[k] = var > 0 ? var : 0;
+            p->inv_std[k] = (float)(1.0 / sqrt(p->var[k] + eps));
+            fa[k] = (float)mean;
+            fb[k] = q.gamma >= 0 ? w[q.gamma + k] : 1.0f;
+            fc[k] = q.beta >= 0 ? w[q.beta + k] : 0.0f;
+        }
+        /* xhat = (x - mean) * inv_std is kept for backward; y = gamma * xhat + beta. */
+        const float *inv = p->inv_std;
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            float *row = y + (size_t)r * c, *xh = p->xhat + (size_t)r * c;
+#pragma omp simd
+            for (long k = 0; k < c; k++) {
+                float v = (row[k] - fa[k]) * inv[k];
+                xh[k] = v;
+                row[k] = fb[k] * v + fc[k];
+            }
+        }
+        return ERR_OK;
+    }
+    /* Inference, with the moving averages: y = x * a + b, a = gamma / sqrt(var + eps), b = beta - mean * a. */
+    for (long k = 0; k < c; k++) {
+        double a = (q.gamma >= 0 ? w[q.gamma + k] : 1.0) / sqrt((double)w[q.var + k] + eps);
+        fa[k] = (float)a;
+        fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
+    }
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float *row = y + (size_t)r * c;
+#pragma omp simd
+        for (long k = 0; k < c; k++)
+            row[k] = row[k] * fa[k] + fb[k];
+    }
+    return ERR_OK;
+}
+
+/* With M the global batch's elements per channel and sums over the global batch:
+ *   dbeta = sum dy, dgamma = sum dy * xhat (this rank's part; the exchange adds the ranks'),
+ *   dx = gamma * inv_std * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M),
+ * and the moving averages' slots get this rank's part of the batch mean (sum x / M) and of its unbiased
+ * variance (sum (x - mean)^2 / (M - 1)). */
+static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
+                       struct error *err)
+{
+    struct bn_priv *p = l->priv;
+    const struct bn_parts q = parts_of(l->spec);
+    const long rows = p->rows, c = p->c;
+    const float *dy = dnn_ptr(diff_dst); /* (rows, c), dst_md is plain */
+    const float *w = l->w;
+    float *dw = l->dw;
+    int rc;
+    (void)src;
+    if (!ctx->training)
+        return error_set(err, ERR_INTERNAL, "%s: backward after an inference forward", l->spec->name);
+    column_sums(p, dy, p->xhat, p->sums);
+    const double m = global_count(l, ctx);
+    for (long k = 0; k < c; k++) {
+        if (q.beta >= 0)
+            dw[q.beta + k] = (float)p->sums[k];
+        if (q.gamma >= 0)
+            dw[q.gamma + k] = (float)p->sums[c + k];
+        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2, n = this rank's count. */
+        double n_local = (double)rows, mean = p->mean[k];
+        double sq = p->local[c + k] - 2.0 * mean * p->local[k] + n_local * mean * mean;
+        dw[q.mean + k] = (float)(p->local[k] / m);
+        dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
+    }
+    if (!l->diff_src)
+        return ERR_OK;
+    if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+        return rc;
+    float *dx = dnn_ptr(p->from_plain ? p->dx_plain : l->diff_src);
+    float *a = p->fa, *mdy = p->fb, *mdyx = p->fc;
+    for (long k = 0; k < c; k++) {
+        a[k] = (q.gamma >= 0 ? w[q.gamma + k] : 1.0f) * p->inv_std[k];
+        mdy[k] = (float)(p->sums[k] / m);
+        mdyx[k] = (float)(p->sums[c + k] / m);
+    }
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *g = dy + (size_t)r * c, *xh = p->xhat + (size_t)r * c;
+        float *o = dx + (size_t)r * c;
+#pragma omp simd
+        for (long k = 0; k < c; k++)
+            o[k] = a[k] * (g[k] - mdy[k] - xh[k] * mdyx[k]);
+    }
+    if (!p->from_plain)
+        return ERR_OK;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->dx_plain}, {DNNL_ARG_TO, l->diff_src}};
+    return dnn_exec(p->from_plain, ctx->dnn, 2, args, err);
+}
+
+/* One call in forward (mean and mean square) and one in backward when there is an input gradient. */
+static int bn_step_sums(const struct layer_spec *s, int forward, int need_diff_src)
+{
+    return forward || need_diff_src ? 2 * s->in.c : 0;
+}
+
+const struct layer_ops layer_batchnorm = {
+    .name = "BatchNormalization",
+    .keras_prefix = "batch_normalization",
+    .parse = bn_parse,
+    .infer = bn_infer,
+    .create = bn_create,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .destroy = bn_destroy,
+    .init_params = bn_init_params,
+    .to_text = bn_to_text,
+    .step_sums = bn_step_sums,
+};
