@@ -329,24 +329,36 @@ static double rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
 }
 
+/* The first column of the table: "NAME KIND" of the longest layer, at least 30 characters. */
+static int label_width(const struct model *m)
+{
+    int w = 30;
+    for (int i = 1; i < m->n_layers; i++) {
+        int len = (int)(strlen(m->layers[i].name) + 1 + strlen(m->layers[i].ops->name));
+        w = len > w ? len : w;
+    }
+    return w;
+}
+
 /* Rank 0 prints the per-layer table from times averaged over the ranks (sums: layer fwd, bwd, ...). */
-static void print_layers(const struct bench *b, const double *fwd, const double *bwd, double loss, double steps)
+static void print_layers(const struct bench *b, const double *fwd, const double *bwd, double loss, double steps,
+                         int w)
 {
     const struct model *m = &b->model;
     double total = b->parts.total / steps * 1e3;
-    printf("%-30s %12s %12s %8s\n", "per step (ms)", "forward", "backward", "share");
-    printf("%-30s %12.3f %12s %7.1f%%\n", "input (scale 1/255)", fwd[0] / steps * 1e3, "-",
+    printf("%-*s %12s %12s %8s\n", w, "per step (ms)", "forward", "backward", "share");
+    printf("%-*s %12.3f %12s %7.1f%%\n", w, "input (scale 1/255)", fwd[0] / steps * 1e3, "-",
            100.0 * fwd[0] / steps * 1e3 / total);
     for (int i = 1; i < m->n_layers; i++) {
         char name[80];
         snprintf(name, sizeof name, "%s %s", m->layers[i].name, m->layers[i].ops->name);
-        double f = fwd[i] / steps * 1e3, w = bwd[i] / steps * 1e3;
+        double f = fwd[i] / steps * 1e3, g = bwd[i] / steps * 1e3;
         if (b->timing.absorbed[i])
-            printf("%-30s %12s %12s %8s\n", name, "(in the", "layer above)", "");
+            printf("%-*s %12s %12s %8s\n", w, name, "(in the", "layer above)", "");
         else
-            printf("%-30s %12.3f %12.3f %7.1f%%\n", name, f, w, 100.0 * (f + w) / total);
+            printf("%-*s %12.3f %12.3f %7.1f%%\n", w, name, f, g, 100.0 * (f + g) / total);
     }
-    printf("%-30s %12.3f %12s %7.1f%%\n", "softmax + cross-entropy", loss / steps * 1e3, "",
+    printf("%-*s %12.3f %12s %7.1f%%\n", w, "softmax + cross-entropy", loss / steps * 1e3, "",
            100.0 * loss / steps * 1e3 / total);
 }
 
@@ -374,14 +386,15 @@ static void report(struct bench *b, double *ips, int repeats, double peak, const
     b->parts = (struct step_parts){v[2 * L + 1], v[2 * L + 2], v[2 * L + 3], v[2 * L + 4], v[2 * L + 5],
                                    v[2 * L + 6]};
     double steps = (double)b->o.steps * repeats, total = b->parts.total;
-    print_layers(b, v, v + L, v[2 * L], steps);
-    printf("%-30s %12.3f %12s %7.1f%%\n", "all-reduce (scatter + gather)", b->parts.allreduce / steps * 1e3, "",
+    int w = label_width(&b->model);
+    print_layers(b, v, v + L, v[2 * L], steps, w);
+    printf("%-*s %12.3f %12s %7.1f%%\n", w, "all-reduce (scatter + gather)", b->parts.allreduce / steps * 1e3, "",
            100.0 * b->parts.allreduce / total);
-    printf("%-30s %12.3f %12s %7.1f%%\n", "update (rmsprop)", b->parts.update / steps * 1e3, "",
+    printf("%-*s %12.3f %12s %7.1f%%\n", w, "update (rmsprop)", b->parts.update / steps * 1e3, "",
            100.0 * b->parts.update / total);
-    printf("%-30s %12.3f %12s %7.1f%%\n", b->feed ? "data (wait for batch)" : "data (synthetic)",
+    printf("%-*s %12.3f %12s %7.1f%%\n", w, b->feed ? "data (wait for batch)" : "data (synthetic)",
            b->parts.data / steps * 1e3, "", 100.0 * b->parts.data / total);
-    printf("%-30s %12.3f ms (CPU time %.3f ms per rank, all its threads)\n", "step", total / steps * 1e3,
+    printf("%-*s %12.3f ms (CPU time %.3f ms per rank, all its threads)\n", w, "step", total / steps * 1e3,
            b->parts.cpu / steps * 1e3);
     double sorted[BENCH_MAX_REPEATS];
     memcpy(sorted, ips, sizeof(double) * repeats);

@@ -81,7 +81,7 @@ static void *helper(void *arg)
     struct feed *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        int i;
+        int i = -1; /* set by first_in whenever the wait ends without quit */
         while ((f->hold || (i = first_in(f, SLOT_PENDING)) < 0) && !f->quit)
             pthread_cond_wait(&f->cv, &f->mu);
         if (f->quit)
