@@ -1,4 +1,5 @@
-/* conv_pool.c: the first Conv2D (ReLU) and its MaxPooling2D as one AVX-512 kernel (conv_pool.h).
+/* conv_pool.c: the first Conv2D (ReLU) and its MaxPooling2D as one kernel (conv_pool.h), for AVX-512 and for
+ * AVX2 + FMA (conv_pool_simd.h, compiled for each; the CPU picks at run time).
  *
  * Why: with 1 or 3 input channels the convolution does 4 to 12 multiply-adds per output, so oneDNN's kernel
  * and the pooling after it are bound by memory, not arithmetic: the convolution writes a (N, 16, H, W) tensor
@@ -18,10 +19,10 @@
 #include "layer_common.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define CONV_POOL_AVX512 1
+#define CONV_POOL_SIMD 1
 #include <immintrin.h>
 #else
-#define CONV_POOL_AVX512 0
+#define CONV_POOL_SIMD 0
 #endif
 
 /* Shapes, all per sample: input (H, W, C) nhwc; convolution (OH, OW, F) with kernel (KH, KW) and top/left
@@ -50,6 +51,7 @@ struct cp_priv {
     long patch;        /* floats in a patch: (PY + KH - 1) * (PX + KW - 1) * C */
     int threads;       /* threads the kernels run with, fixed at create so that the buffers suffice */
     int fixed;         /* kernels for this kernel shape and 2x2 windows (forward_fixed), else 0: the generic ones */
+    int isa;           /* cpu_isa(): which compilation of the kernels runs */
 };
 
 int conv_pool_generic;
@@ -59,9 +61,34 @@ static int is_relu_conv(const struct layer_spec *s)
     return s->ops == &layer_conv2d && s->u.conv.act == ACT_RELU && s->u.conv.sh == 1 && s->u.conv.sw == 1;
 }
 
+int conv_pool_avx2_only;
+
+int conv_pool_has_avx512(void)
+{
+#if CONV_POOL_SIMD
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/* 2: AVX-512, 1: AVX2 and FMA, 0: neither (the layers then run apart, on oneDNN). */
+static int cpu_isa(void)
+{
+#if CONV_POOL_SIMD
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && !conv_pool_avx2_only)
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+#endif
+    return 0;
+}
+
 int conv_pool_fusable(const struct model *m, int i)
 {
-    if (!CONV_POOL_AVX512 || i != 1 || i + 1 >= m->n_layers)
+    if (!CONV_POOL_SIMD || i != 1 || i + 1 >= m->n_layers)
         return 0;
     const struct layer_spec *c = &m->layers[i], *p = &m->layers[i + 1];
     if (!is_relu_conv(c) || p->ops != &layer_max_pooling2d)
@@ -71,12 +98,7 @@ int conv_pool_fusable(const struct model *m, int i)
     if (taps > CONV_POOL_MAX_TAPS || c->u.conv.filters % 16 || pc->same || pc->sh != pc->ph || pc->sw != pc->pw ||
         pc->ph * pc->pw > 255 || p->out.h < 1 || p->out.w < 1)
         return 0;
-#if CONV_POOL_AVX512
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
+    return cpu_isa() > 0;
 }
 
 static void cp_geometry(const struct layer_spec *s, struct cp_geom *g)
@@ -98,7 +120,7 @@ static void cp_geometry(const struct layer_spec *s, struct cp_geom *g)
     g->bias_off = s->n_params > 1 ? (long)(s->params[1].offset - s->params[0].offset) : -1;
 }
 
-#if CONV_POOL_AVX512
+#if CONV_POOL_SIMD
 
 /* Where a pooling window's convolutions read their input: straight from the sample when the window and its
  * kernel taps lie inside the image (then `tap` and `pos` are the x_* offsets), else from `patch`, a copy with
@@ -129,240 +151,14 @@ static inline struct window window_at(const struct cp_geom *g, const struct cp_o
     return (struct window){patch, off->patch_tap, off->patch_pos};
 }
 
-/* One sample forward: y (F/16, QH, QW, 16) the pooled ReLU'd convolution, where (same shape) the window
- * position of each maximum (the first one on ties, as max pooling). The window's positions are computed four
- * at a time: four independent multiply-add chains keep the FMA unit busy. `tap` (taps,) is where each weight's
- * input is in a patch, `pos` (PY * PX,) where each window position starts. */
-__attribute__((target("avx512f"))) static void forward_sample(const struct cp_geom *g,
-                                                              const struct cp_offsets *off, const float *x,
-                                                              const float *w, const float *b, float *y,
-                                                              uint8_t *where, float *patch)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    const int npos = g->PY * g->PX;
-    for (int qh = 0; qh < g->QH; qh++)
-        for (int qw = 0; qw < g->QW; qw++) {
-            const struct window win = window_at(g, off, x, qh, qw, patch);
-            const int *tap = win.tap, *pos = win.pos;
-            for (int cb = 0; cb < g->F / 16; cb++) {
-                const __m512 bias = b ? _mm512_loadu_ps(b + cb * 16) : zero;
-                const float *wc = w + cb * 16;
-                __m512 best = zero;
-                __m512i at = _mm512_setzero_si512();
-                for (int k0 = 0; k0 < npos; k0 += 4) {
-                    /* Past the last position the chains recompute it and are ignored. */
-                    const float *p0 = win.base + pos[k0], *p1 = win.base + pos[k0 + 1 < npos ? k0 + 1 : k0],
-                                *p2 = win.base + pos[k0 + 2 < npos ? k0 + 2 : k0],
-                                *p3 = win.base + pos[k0 + 3 < npos ? k0 + 3 : k0];
-                    __m512 a[4] = {bias, bias, bias, bias};
-                    for (int t = 0; t < g->taps; t++) {
-                        const __m512 wv = _mm512_loadu_ps(wc + (long)t * g->F);
-                        a[0] = _mm512_fmadd_ps(_mm512_set1_ps(p0[tap[t]]), wv, a[0]);
-                        a[1] = _mm512_fmadd_ps(_mm512_set1_ps(p1[tap[t]]), wv, a[1]);
-                        a[2] = _mm512_fmadd_ps(_mm512_set1_ps(p2[tap[t]]), wv, a[2]);
-                        a[3] = _mm512_fmadd_ps(_mm512_set1_ps(p3[tap[t]]), wv, a[3]);
-                    }
-                    for (int j = 0; j < 4 && k0 + j < npos; j++) {
-                        __m512 v = _mm512_max_ps(a[j], zero); /* ReLU */
-                        if (k0 + j == 0) {
-                            best = v;
-                            continue;
-                        }
-                        __mmask16 more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-                        best = _mm512_mask_blend_ps(more, best, v);
-                        at = _mm512_mask_blend_epi32(more, at, _mm512_set1_epi32(k0 + j));
-                    }
-                }
-                long o = (((long)cb * g->QH + qh) * g->QW + qw) * 16;
-                _mm512_storeu_ps(y + o, best);
-                _mm_storeu_si128((__m128i *)(where + o), _mm512_cvtepi32_epi8(at));
-            }
-        }
-}
-
-/* One sample backward: dw (taps, F) and db (F) accumulate the gradient from dy (the pooled gradient, like y),
- * masked where the pooled output y is not > 0 (the ReLU's derivative) and sent to the window position of
- * the maximum: each position's share is the gradient where it was the maximum and 0 elsewhere. */
-__attribute__((target("avx512f"))) static void backward_sample(const struct cp_geom *g,
-                                                               const struct cp_offsets *off, const float *x,
-                                                               const float *dy, const float *y,
-                                                               const uint8_t *where, float *dw, float *db,
-                                                               float *patch)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    const int npos = g->PY * g->PX;
-    for (int qh = 0; qh < g->QH; qh++)
-        for (int qw = 0; qw < g->QW; qw++) {
-            struct window win = {NULL, NULL, NULL};
-            for (int cb = 0; cb < g->F / 16; cb++) {
-                long o = (((long)cb * g->QH + qh) * g->QW + qw) * 16;
-                __mmask16 live = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), zero, _CMP_GT_OQ);
-                if (!live)
-                    continue;
-                if (!win.base)
-                    win = window_at(g, off, x, qh, qw, patch);
-                const int *tap = win.tap, *pos = win.pos;
-                __m512 grad = _mm512_maskz_mov_ps(live, _mm512_loadu_ps(dy + o));
-                __m512i at = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(where + o)));
-                _mm512_storeu_ps(db + cb * 16, _mm512_add_ps(_mm512_loadu_ps(db + cb * 16), grad));
-                float *dwc = dw + cb * 16;
-                for (int k0 = 0; k0 < npos; k0 += 4) {
-                    __m512 gk[4];
-                    const float *pk[4];
-                    for (int j = 0; j < 4; j++) {
-                        int k = k0 + j < npos ? k0 + j : -1; /* -1: no position, a zero gradient */
-                        gk[j] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(k)), grad);
-                        pk[j] = win.base + pos[k >= 0 ? k : k0];
-                    }
-                    for (int t = 0; t < g->taps; t++) {
-                        float *d = dwc + (long)t * g->F;
-                        __m512 s = _mm512_fmadd_ps(_mm512_set1_ps(pk[0][tap[t]]), gk[0], _mm512_loadu_ps(d));
-                        s = _mm512_fmadd_ps(_mm512_set1_ps(pk[1][tap[t]]), gk[1], s);
-                        s = _mm512_fmadd_ps(_mm512_set1_ps(pk[2][tap[t]]), gk[2], s);
-                        _mm512_storeu_ps(d, _mm512_fmadd_ps(_mm512_set1_ps(pk[3][tap[t]]), gk[3], s));
-                    }
-                }
-            }
-        }
-}
-
-/* The same two kernels for 2x2 pooling windows and a kernel shape (KH, KW, C) known when compiling
- * (FIXED_SHAPES below: the presets' first layers). The generic ones spend more time on their loops than on
- * arithmetic: a window's four positions of one 16-filter block are only 4 x taps multiply-adds. Here one
- * 16-filter block at a time keeps its weights (forward) or its weight-gradient sums (backward) in registers
- * over the whole sample, the four positions' chains are unrolled, and every input is read at a constant
- * offset from one of KH + 1 row pointers: no offset table, no address arithmetic per multiply-add. Every sum
- * is taken in the generic kernels' order (taps in (kh, kw, c) order, positions row by row), so the bits are
- * theirs (test_net checks it). */
-
 /* Row stride of a window's input: the image's, or the patch's when window_at had to copy (an edge). */
 static inline long window_stride(const struct cp_geom *g, const struct window *win, const float *patch)
 {
     return win->base == patch ? (long)(g->PX + g->KW - 1) * g->C : (long)g->W * g->C;
 }
 
-__attribute__((target("avx512f"), always_inline)) static inline void
-forward_fixed(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *w,
-              const float *b, float *y, uint8_t *where, float *patch, const int KH, const int KW, const int C)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
-    for (int cb = 0; cb < g->F / 16; cb++) {
-        __m512 wv[CONV_POOL_FIXED_MAX];
-#pragma GCC unroll 16
-        for (int t = 0; t < KH * KW * C; t++)
-            wv[t] = _mm512_loadu_ps(w + (long)t * g->F + cb * 16);
-        const __m512 bias = b ? _mm512_loadu_ps(b + cb * 16) : zero;
-        float *yc = y + (long)cb * g->QH * g->QW * 16;
-        uint8_t *wc = where + (long)cb * g->QH * g->QW * 16;
-        for (int qh = 0; qh < g->QH; qh++)
-            for (int qw = 0; qw < g->QW; qw++) {
-                const struct window win = window_at(g, off, x, qh, qw, patch);
-                const long rs = window_stride(g, &win, patch);
-                __m512 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-#pragma GCC unroll 4
-                for (int kh = 0; kh < KH; kh++) {
-                    /* Positions (0, 0) and (0, 1) read row kh of the window, (1, 0) and (1, 1) row kh + 1. */
-                    const float *r0 = win.base + kh * rs, *r1 = r0 + rs;
-#pragma GCC unroll 4
-                    for (int kw = 0; kw < KW; kw++)
-#pragma GCC unroll 4
-                        for (int c = 0; c < C; c++) {
-                            const __m512 wt = wv[(kh * KW + kw) * C + c];
-                            a0 = _mm512_fmadd_ps(_mm512_set1_ps(r0[kw * C + c]), wt, a0);
-                            a1 = _mm512_fmadd_ps(_mm512_set1_ps(r0[(kw + 1) * C + c]), wt, a1);
-                            a2 = _mm512_fmadd_ps(_mm512_set1_ps(r1[kw * C + c]), wt, a2);
-                            a3 = _mm512_fmadd_ps(_mm512_set1_ps(r1[(kw + 1) * C + c]), wt, a3);
-                        }
-                }
-                /* ReLU, then the first largest of the four, as the generic kernel takes it. */
-                __m512 best = _mm512_max_ps(a0, zero), v;
-                __m512i at = _mm512_setzero_si512();
-                __mmask16 more;
-                v = _mm512_max_ps(a1, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, one);
-                v = _mm512_max_ps(a2, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, two);
-                v = _mm512_max_ps(a3, zero), more = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-                best = _mm512_mask_blend_ps(more, best, v), at = _mm512_mask_blend_epi32(more, at, three);
-                long o = ((long)qh * g->QW + qw) * 16;
-                _mm512_storeu_ps(yc + o, best);
-                _mm_storeu_si128((__m128i *)(wc + o), _mm512_cvtepi32_epi8(at));
-            }
-    }
-}
-
-__attribute__((target("avx512f"), always_inline)) static inline void
-backward_fixed(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *dy,
-               const float *y, const uint8_t *where, float *dw, float *db, float *patch, const int KH,
-               const int KW, const int C)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), three = _mm512_set1_epi32(3);
-    for (int cb = 0; cb < g->F / 16; cb++) {
-        __m512 acc[CONV_POOL_FIXED_MAX], dbacc = zero;
-#pragma GCC unroll 16
-        for (int t = 0; t < KH * KW * C; t++)
-            acc[t] = zero;
-        const long plane = (long)cb * g->QH * g->QW * 16;
-        for (int qh = 0; qh < g->QH; qh++)
-            for (int qw = 0; qw < g->QW; qw++) {
-                long o = plane + ((long)qh * g->QW + qw) * 16;
-                /* The pooled output and its gradient come from memory (4 MiB each at batch 256): asked for
-                 * 16 windows ahead, backward ran 1.7x faster (the hardware prefetcher alone left it waiting). */
-                _mm_prefetch((const char *)(y + o + 256), _MM_HINT_T0);
-                _mm_prefetch((const char *)(dy + o + 256), _MM_HINT_T0);
-                __mmask16 live = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o), zero, _CMP_GT_OQ);
-                if (!live)
-                    continue;
-                const struct window win = window_at(g, off, x, qh, qw, patch);
-                const long rs = window_stride(g, &win, patch);
-                __m512 grad = _mm512_maskz_mov_ps(live, _mm512_loadu_ps(dy + o));
-                __m512i at = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(where + o)));
-                dbacc = _mm512_add_ps(dbacc, grad);
-                __m512 g0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_setzero_si512()), grad),
-                       g1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, one), grad),
-                       g2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, two), grad),
-                       g3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, three), grad);
-#pragma GCC unroll 4
-                for (int kh = 0; kh < KH; kh++) {
-                    const float *r0 = win.base + kh * rs, *r1 = r0 + rs;
-#pragma GCC unroll 4
-                    for (int kw = 0; kw < KW; kw++)
-#pragma GCC unroll 4
-                        for (int c = 0; c < C; c++) {
-                            const int t = (kh * KW + kw) * C + c;
-                            __m512 s = _mm512_fmadd_ps(_mm512_set1_ps(r0[kw * C + c]), g0, acc[t]);
-                            s = _mm512_fmadd_ps(_mm512_set1_ps(r0[(kw + 1) * C + c]), g1, s);
-                            s = _mm512_fmadd_ps(_mm512_set1_ps(r1[kw * C + c]), g2, s);
-                            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(r1[(kw + 1) * C + c]), g3, s);
-                        }
-                }
-            }
-#pragma GCC unroll 16
-        for (int t = 0; t < KH * KW * C; t++)
-            _mm512_storeu_ps(dw + (long)t * g->F + cb * 16, acc[t]);
-        _mm512_storeu_ps(db + cb * 16, dbacc);
-    }
-}
-
 /* FIXED_SHAPES(X): X(id, KH, KW, C) for each kernel shape with kernels of their own; id is not 0. */
 #define FIXED_SHAPES(X) X(1, 2, 2, 1) X(2, 2, 2, 3) X(3, 3, 3, 1)
-#define FIXED_FN(id, kh, kw, c)                                                                                \
-    __attribute__((target("avx512f"))) static void forward_##id(const struct cp_geom *g,                      \
-                                                                  const struct cp_offsets *off, const float *x, \
-                                                                  const float *w, const float *b, float *y,    \
-                                                                  uint8_t *where, float *patch)                \
-    {                                                                                                          \
-        forward_fixed(g, off, x, w, b, y, where, patch, kh, kw, c);                                            \
-    }                                                                                                          \
-    __attribute__((target("avx512f"))) static void backward_##id(                                            \
-        const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *dy, const float *y, \
-        const uint8_t *where, float *dw, float *db, float *patch)                                              \
-    {                                                                                                          \
-        backward_fixed(g, off, x, dy, y, where, dw, db, patch, kh, kw, c);                                     \
-    }
-FIXED_SHAPES(FIXED_FN)
 
 static int fixed_for(const struct cp_geom *g)
 {
@@ -376,71 +172,144 @@ static int fixed_for(const struct cp_geom *g)
     return 0;
 }
 
-static void run_forward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+/* ---- AVX-512: a vector of 16 filters is one register, a mask is a __mmask16 ---- */
+#define CP_TARGET __attribute__((target("avx512f")))
+#define CP_FN(name) name##_avx512
+#define vf __m512
+#define vm __mmask16
+#define vi __m512i
+#define vf_zero() _mm512_setzero_ps()
+#define vf_load(p) _mm512_loadu_ps(p)
+#define vf_store(p, v) _mm512_storeu_ps(p, v)
+#define vf_set1(x) _mm512_set1_ps(x)
+#define vf_fmadd(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vf_max(a, b) _mm512_max_ps(a, b)
+#define vf_add(a, b) _mm512_add_ps(a, b)
+#define vf_gt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define vm_any(m) ((m) != 0)
+#define vf_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define vf_maskz(m, a) _mm512_maskz_mov_ps(m, a)
+#define vi_zero() _mm512_setzero_si512()
+#define vi_set(k) _mm512_set1_epi32(k)
+#define vi_blend(m, a, b) _mm512_mask_blend_epi32(m, a, b)
+#define vi_eq(a, b) _mm512_cmpeq_epi32_mask(a, b)
+#define vi_store8(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
+#define vi_load8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#include "conv_pool_simd.h"
+#undef CP_TARGET
+#undef CP_FN
+#undef vf
+#undef vm
+#undef vi
+#undef vf_zero
+#undef vf_load
+#undef vf_store
+#undef vf_set1
+#undef vf_fmadd
+#undef vf_max
+#undef vf_add
+#undef vf_gt
+#undef vm_any
+#undef vf_blend
+#undef vf_maskz
+#undef vi_zero
+#undef vi_set
+#undef vi_blend
+#undef vi_eq
+#undef vi_store8
+#undef vi_load8
+
+/* ---- AVX2 + FMA: a vector of 16 filters is two registers; masks are all-ones lanes, and window positions
+ * are held as floats (0..255, exact), so that one compare-and-blend serves both ---- */
+#define CP_TARGET __attribute__((target("avx2,fma")))
+#define CP_FN(name) name##_avx2
+#define CP2 __attribute__((target("avx2,fma"), always_inline)) static inline
+struct cp_f2 {
+    __m256 lo, hi;
+};
+#define vf struct cp_f2
+#define vm struct cp_f2
+#define vi struct cp_f2
+CP2 vf vf_zero(void) { return (vf){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+CP2 vf vf_load(const float *p) { return (vf){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+CP2 void vf_store(float *p, vf v)
+{
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+CP2 vf vf_set1(float x) { return (vf){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+CP2 vf vf_fmadd(vf a, vf b, vf c) { return (vf){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+CP2 vf vf_max(vf a, vf b) { return (vf){_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+CP2 vf vf_add(vf a, vf b) { return (vf){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+CP2 vm vf_gt(vf a, vf b)
+{
+    return (vm){_mm256_cmp_ps(a.lo, b.lo, _CMP_GT_OQ), _mm256_cmp_ps(a.hi, b.hi, _CMP_GT_OQ)};
+}
+CP2 int vm_any(vm m) { return (_mm256_movemask_ps(m.lo) | _mm256_movemask_ps(m.hi)) != 0; }
+CP2 vf vf_blend(vm m, vf a, vf b) { return (vf){_mm256_blendv_ps(a.lo, b.lo, m.lo), _mm256_blendv_ps(a.hi, b.hi, m.hi)}; }
+CP2 vf vf_maskz(vm m, vf a) { return (vf){_mm256_and_ps(m.lo, a.lo), _mm256_and_ps(m.hi, a.hi)}; }
+CP2 vi vi_zero(void) { return vf_zero(); }
+CP2 vi vi_set(int k) { return vf_set1((float)k); }
+CP2 vi vi_blend(vm m, vi a, vi b) { return vf_blend(m, a, b); }
+CP2 vm vi_eq(vi a, vi b)
+{
+    return (vm){_mm256_cmp_ps(a.lo, b.lo, _CMP_EQ_OQ), _mm256_cmp_ps(a.hi, b.hi, _CMP_EQ_OQ)};
+}
+/* 16 floats 0..255 -> 16 bytes in order: packs works within 128-bit lanes, the permute puts them back. */
+CP2 void vi_store8(uint8_t *p, vi v)
+{
+    __m256i w = _mm256_packs_epi32(_mm256_cvttps_epi32(v.lo), _mm256_cvttps_epi32(v.hi));
+    w = _mm256_permute4x64_epi64(w, 0xD8);
+    _mm_storeu_si128((__m128i *)p, _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+}
+CP2 vi vi_load8(const uint8_t *p)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    return (vi){_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)))};
+}
+#include "conv_pool_simd.h"
+#undef CP_TARGET
+#undef CP_FN
+#undef CP2
+#undef vf
+#undef vm
+#undef vi
+
+/* The kernels of the CPU's instruction set (cpu_isa). */
+static void run_forward(int isa, int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
                         const float *w, const float *b, float *y, uint8_t *where, float *patch)
 {
-    switch (fixed) {
-#define FIXED_CASE(id, kh, kw, c)                                                                              \
-    case id:                                                                                                   \
-        forward_##id(g, off, x, w, b, y, where, patch);                                                        \
-        return;
-        FIXED_SHAPES(FIXED_CASE)
-#undef FIXED_CASE
-    default:
-        forward_sample(g, off, x, w, b, y, where, patch);
-    }
+    (isa == 2 ? run_forward_avx512 : run_forward_avx2)(fixed, g, off, x, w, b, y, where, patch);
 }
 
-/* The generic kernel adds to dw and db (zeroed by the caller); the fixed ones write their sums, which start
- * from zero: the same values. */
-static void run_backward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
-                         const float *dy, const float *y, const uint8_t *where, float *dw, float *db, float *patch)
+static void run_backward(int isa, int fixed, const struct cp_geom *g, const struct cp_offsets *off,
+                         const float *x, const float *dy, const float *y, const uint8_t *where, float *dw,
+                         float *db, float *patch)
 {
-    switch (fixed) {
-#define FIXED_CASE(id, kh, kw, c)                                                                              \
-    case id:                                                                                                   \
-        backward_##id(g, off, x, dy, y, where, dw, db, patch);                                                 \
-        return;
-        FIXED_SHAPES(FIXED_CASE)
-#undef FIXED_CASE
-    default:
-        backward_sample(g, off, x, dy, y, where, dw, db, patch);
-    }
+    (isa == 2 ? run_backward_avx512 : run_backward_avx2)(fixed, g, off, x, dy, y, where, dw, db, patch);
 }
 
 #else
 
-/* Never called: conv_pool_fusable is false without AVX-512. */
-static void forward_sample(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *w,
-                           const float *b, float *y, uint8_t *where, float *patch)
-{
-    (void)g, (void)off, (void)x, (void)w, (void)b, (void)y, (void)where, (void)patch;
-}
-
-static void backward_sample(const struct cp_geom *g, const struct cp_offsets *off, const float *x, const float *dy,
-                            const float *y, const uint8_t *where, float *dw, float *db, float *patch)
-{
-    (void)g, (void)off, (void)x, (void)dy, (void)y, (void)where, (void)dw, (void)db, (void)patch;
-}
-
+/* Never called: conv_pool_fusable is false without x86-64 vectors. */
 static int fixed_for(const struct cp_geom *g)
 {
     (void)g;
     return 0;
 }
 
-static void run_forward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
+static void run_forward(int isa, int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
                         const float *w, const float *b, float *y, uint8_t *where, float *patch)
 {
-    (void)fixed;
-    forward_sample(g, off, x, w, b, y, where, patch);
+    (void)isa, (void)fixed, (void)g, (void)off, (void)x, (void)w, (void)b, (void)y, (void)where, (void)patch;
 }
 
-static void run_backward(int fixed, const struct cp_geom *g, const struct cp_offsets *off, const float *x,
-                         const float *dy, const float *y, const uint8_t *where, float *dw, float *db, float *patch)
+static void run_backward(int isa, int fixed, const struct cp_geom *g, const struct cp_offsets *off,
+                         const float *x, const float *dy, const float *y, const uint8_t *where, float *dw,
+                         float *db, float *patch)
 {
-    (void)fixed;
-    backward_sample(g, off, x, dy, y, where, dw, db, patch);
+    (void)isa, (void)fixed, (void)g, (void)off, (void)x, (void)dy, (void)y, (void)where, (void)dw, (void)db,
+        (void)patch;
 }
 
 #endif
@@ -483,6 +352,7 @@ static int cp_create(struct layer *l, const struct dnn *d, int need_diff_src, st
     p->patch = (long)(g->PY + g->KH - 1) * cols * g->C;
     p->threads = omp_get_max_threads();
     p->fixed = fixed_for(g);
+    p->isa = cpu_isa();
     p->where = malloc(pooled);
     p->partial = malloc(sizeof(float) * (size_t)p->threads * 2 * (size_t)(g->taps + 1) * g->F);
     p->patches = malloc(sizeof(float) * (size_t)p->threads * (size_t)p->patch);
@@ -516,7 +386,7 @@ static int cp_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *patch = p->patches + (size_t)t * (size_t)p->patch;
         for (int i = l->n * t / nt; i < l->n * (t + 1) / nt; i++)
-            run_forward(p->fixed, g, &p->off, x + i * in, w, b, y + i * out, p->where + i * out, patch);
+            run_forward(p->isa, p->fixed, g, &p->off, x + i * in, w, b, y + i * out, p->where + i * out, patch);
     }
     return ERR_OK;
 }
@@ -545,7 +415,7 @@ static int cp_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         memset(sum, 0, sizeof(float) * per);
         for (int i = l->n * t / nt; i < l->n * (t + 1) / nt; i++) {
             memset(one, 0, sizeof(float) * per);
-            run_backward(p->fixed, g, &p->off, x + i * in, dy + i * out, y + i * out, p->where + i * out, one,
+            run_backward(p->isa, p->fixed, g, &p->off, x + i * in, dy + i * out, y + i * out, p->where + i * out, one,
                          one + (size_t)g->taps * g->F, patch);
             for (size_t k = 0; k < per; k++)
                 sum[k] += one[k];

@@ -19,6 +19,10 @@ int conv_pool_fusable(const struct model *m, int i);
 /* Tests: 1 makes layers created from now on run the generic kernels (the reference the taps-specific ones
  * must match bit for bit). */
 extern int conv_pool_generic;
+/* Tests: 1 makes layers created from now on run the AVX2 kernels where the CPU also has AVX-512 (the two must
+ * give the same bits). conv_pool_has_avx512 says whether it does. */
+extern int conv_pool_avx2_only;
+int conv_pool_has_avx512(void);
 
 /* Runs the pair: create/forward/backward/destroy of the layer whose spec is the Conv2D's; the pooling's spec
  * is the next one in the model (spec + 1). Its dst is the pooling's output (nChw16c), its weights and

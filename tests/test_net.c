@@ -227,6 +227,56 @@ static void test_fixed_shape_kernels_are_bit_identical(void **state)
     }
 }
 
+/* The AVX2 compilation of the fused kernels gives the AVX-512 one's bits (the same operations per lane), for
+ * every fused model above. Only where the CPU has AVX-512 (else both would be AVX2). */
+static void test_avx2_kernels_are_the_avx512_bits(void **state)
+{
+    (void)state;
+    if (!conv_pool_has_avx512())
+        skip();
+    struct error err = {0};
+    enum { N = 5 };
+    uint8_t images[N * 13 * 13 * 3];
+    int32_t labels[N];
+    int64_t ids[N];
+    float p1[N * CLASSES], p2[N * CLASSES];
+    random_batch(29, 150, 4, images, sizeof images, labels, ids, N);
+    for (int generic = 0; generic <= 1; generic++)
+        for (size_t k = 0; k < sizeof fused_models / sizeof fused_models[0]; k++) {
+            conv_pool_generic = generic;
+            struct net *wide = make_net_from(fused_models[k], 0);
+            conv_pool_avx2_only = 1;
+            struct net *narrow = make_net_from(fused_models[k], 0);
+            struct net_batch b = {N, images, labels, ids};
+            struct net_stats s1, s2;
+            for (int step = 0; step < 2; step++) {
+                conv_pool_avx2_only = 0;
+                if (net_train_batch(wide, &b, N, 3, (uint64_t)step, &s1, &err) != ERR_OK)
+                    fail_msg("train: %s", err.msg);
+                conv_pool_avx2_only = 1;
+                if (net_train_batch(narrow, &b, N, 3, (uint64_t)step, &s2, &err) != ERR_OK)
+                    fail_msg("train: %s", err.msg);
+                assert_memory_equal(wide->grads, narrow->grads, sizeof(float) * wide->n_params);
+                assert_true(s1.loss_sum == s2.loss_sum);
+                for (size_t i = 0; i < wide->n_params; i++) {
+                    wide->params[i] -= 0.5f * wide->grads[i];
+                    narrow->params[i] -= 0.5f * narrow->grads[i];
+                }
+            }
+            conv_pool_avx2_only = 0;
+            if (net_infer_batch(wide, &b, p1, NULL, &err) != ERR_OK)
+                fail_msg("infer: %s", err.msg);
+            conv_pool_avx2_only = 1;
+            if (net_infer_batch(narrow, &b, p2, NULL, &err) != ERR_OK)
+                fail_msg("infer: %s", err.msg);
+            conv_pool_avx2_only = 0;
+            assert_memory_equal(p1, p2, sizeof p1);
+            net_destroy(wide);
+            net_destroy(narrow);
+        }
+    conv_pool_generic = 0;
+}
+
 static void test_timing_changes_nothing(void **state)
 {
     (void)state;
@@ -257,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_fused_relu_backward_is_bit_identical),
         cmocka_unit_test(test_fused_first_layers_match),
         cmocka_unit_test(test_fixed_shape_kernels_are_bit_identical),
+        cmocka_unit_test(test_avx2_kernels_are_the_avx512_bits),
         cmocka_unit_test(test_timing_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
