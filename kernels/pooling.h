@@ -5,6 +5,7 @@
 
 #include "dnn.h"
 #include "error.h"
+#include "layer.h"
 
 /* Window geometry in oneDNN's spatial order (h, w). */
 struct pool_geom {
@@ -33,5 +34,12 @@ int pool_prims_backward(const struct pool_prims *p, dnnl_memory_t diff_dst, dnnl
                         const struct dnn *d, struct error *err);
 /* Safe on a zeroed or partially created p. */
 void pool_prims_release(struct pool_prims *p);
+
+/* Tests: 1 makes MaxPooling2D layers created from now on run oneDNN's pooling where they would run the 2x2
+ * kernel of pooling.c (the two must give the same bits). */
+extern int pooling_onednn_only;
+/* The channel block (8 or 16) with which a MaxPooling2D `spec` on a batch of n in layout `tag` runs the 2x2
+ * kernel, or 0 when it runs oneDNN's pooling (tests). */
+int pooling_2x2_block_for(const struct layer_spec *spec, int n, dnnl_format_tag_t tag);
 
 #endif

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "layer_check.h"
+#include "pooling.h"
 
 /* Keras pooling geometry, computed here independently of layer.c. */
 struct geom {
@@ -306,6 +307,60 @@ static void test_blocked_input(void **state)
                   (struct geom){.h = 7, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1}, 1);
 }
 
+/* The 2x2 kernel of pooling.c (channel-blocked inputs, 2x2 windows, stride 2) gives oneDNN's bits, forward and
+ * backward, on nChw8c and nChw16c, with odd sizes (a row and a column no window covers), a padded channel
+ * block, and 'same' on even sizes; and against the naive loops. */
+static void check_2x2_kernel(struct geom g, dnnl_format_tag_t tag, int block)
+{
+    struct lc t;
+    geom_init(&g);
+    struct layer_spec s = pool_spec(&layer_max_pooling2d, &g);
+    lc_setup(&t, &s, 3, 13);
+    float *x = lc_floats(t.in_size), *dy = lc_floats(t.out_size);
+    float *y[2], *dx[2];
+    /* Ties in every window of some rows: the first largest must win in both. */
+    lc_fill(x, t.in_size, -1.0, 1.0, 70);
+    for (size_t i = 0; i < t.in_size; i += 7)
+        x[i] = 0.25f;
+    lc_fill(dy, t.out_size, -1.0, 1.0, 71);
+    for (int onednn = 0; onednn <= 1; onednn++) {
+        y[onednn] = lc_floats(t.out_size);
+        dx[onednn] = lc_floats(t.in_size);
+        pooling_onednn_only = onednn;
+        lc_run_in_layout(&t, tag, x, dy, y[onednn], dx[onednn], NULL);
+        assert_int_equal(pooling_2x2_block_for(&t.l.spec[0], t.n, tag), onednn ? 0 : block);
+    }
+    pooling_onednn_only = 0;
+    assert_memory_equal(y[0], y[1], sizeof(float) * t.out_size);
+    assert_memory_equal(dx[0], dx[1], sizeof(float) * t.in_size);
+    float *ref_y = lc_floats(t.out_size), *ref_dx = lc_floats(t.in_size);
+    naive_pool(&g, 3, 1, x, ref_y, dy, ref_dx);
+    assert_memory_equal(y[0], ref_y, sizeof(float) * t.out_size);
+    assert_memory_equal(dx[0], ref_dx, sizeof(float) * t.in_size);
+    for (int i = 0; i < 2; i++) {
+        free(y[i]);
+        free(dx[i]);
+    }
+    free(x);
+    free(dy);
+    free(ref_y);
+    free(ref_dx);
+    lc_teardown(&t);
+}
+
+static void test_2x2_kernel(void **state)
+{
+    (void)state;
+    check_2x2_kernel((struct geom){.h = 8, .w = 8, .c = 16, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nChw8c, 8);
+    check_2x2_kernel((struct geom){.h = 9, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nChw8c, 8);
+    check_2x2_kernel((struct geom){.h = 9, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nChw16c, 16);
+    check_2x2_kernel((struct geom){.h = 6, .w = 4, .c = 32, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1},
+                     dnnl_nChw16c, 16);
+    /* 'same' on an odd size pads: oneDNN's */
+    check_2x2_kernel((struct geom){.h = 5, .w = 6, .c = 8, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1},
+                     dnnl_nChw8c, 0);
+}
+
 /* ---- global pooling ---- */
 
 static struct layer_spec global_spec(const struct layer_ops *ops, int h, int w, int c)
@@ -490,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_backward_vs_naive),
         cmocka_unit_test(test_max_workspace),
         cmocka_unit_test(test_blocked_input),
+        cmocka_unit_test(test_2x2_kernel),
         cmocka_unit_test(test_global_forward),
         cmocka_unit_test(test_global_gradcheck),
         cmocka_unit_test(test_global_blocked),
