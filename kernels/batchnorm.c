@@ -10,9 +10,9 @@
  * optimizer folds the sums in with the momentum. So each average is updated once, by whichever rank owns that
  * part of the slab, in every exchange mode, and a checkpoint holds them as Keras's non-trainable weights.
  *
- * The layer works on a plain (n, h, w, c) / (n, c) copy of its input: a channel is then a fixed column, and
- * the sums run over rows. Sums are in double, in fixed per-thread chunks added in thread order, so that a run
- * is bit-identical to the next with the same ranks and threads. */
+ * The layer runs on its input's own layout when that is nhwc, (n, c), nChw8c or nChw16c (native_block), and
+ * on a plain copy otherwise. Sums are in double, in fixed per-thread chunks added in thread order, so that a
+ * run is bit-identical to the next with the same ranks and threads. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -32,7 +32,10 @@ struct bn_priv {
     double *sums;                /* (2c,) this rank's sums, then (after ctx->sum) the global ones */
     double *local;               /* (2c,) this rank's sum x and sum x^2 of the last training forward */
     double *mean, *var;          /* (c,) the global batch's, of that forward */
-    long rows, c;                /* rows = n * h * w */
+    long c;                      /* channels */
+    long planes, R, B, CB;       /* the layout's view (native_block): planes of R rows of B channels, CB
+                                    blocks per sample */
+    int copied;                  /* 1: the input is copied to plain dst first (a layout not taken as is) */
     int threads;
 };
 
@@ -149,6 +152,30 @@ static void bn_init_params(const struct layer_spec *spec, float *w, double (*rnd
 
 /* ---- runtime ---------------------------------------------------------------------------------------- */
 
+/* The layer sees its activations as planes of R rows of B channels: element (pl, r, e) is at (pl * R + r) * B
+ * + e and is channel (pl % CB) * B + e. nhwc and (n, c) are one block of all C channels (CB = 1, a plane per
+ * sample); nChw8c / nChw16c, what a Conv2D hands over, are blocks of 8 or 16 (channels past C in the last
+ * block are padding, kept 0). On those layouts the layer reads and writes its input's layout as it is; any
+ * other goes through a plain copy. */
+static int native_block(const struct layer *l)
+{
+    const struct shape *s = &l->spec->in;
+    dnnl_memory_desc_t md;
+    struct error ignored = {0};
+    if (s->rank == 1)
+        return dnn_md_nc(&md, l->n, s->c, &ignored) == ERR_OK && dnnl_memory_desc_equal(&md, &l->src_md) ? s->c : 0;
+    dnnl_dims_t dims = {l->n, s->c, s->h, s->w};
+    static const struct {
+        dnnl_format_tag_t tag;
+        int block;
+    } tags[] = {{dnnl_acdb, 0}, {dnnl_aBcd8b, 8}, {dnnl_aBcd16b, 16}};
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
+        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tags[i].tag) == dnnl_success &&
+            dnnl_memory_desc_equal(&md, &l->src_md))
+            return tags[i].block ? tags[i].block : s->c;
+    return 0;
+}
+
 static void bn_destroy(struct layer *l)
 {
     struct bn_priv *p = l->priv;
@@ -185,28 +212,41 @@ static int bn_create(struct layer *l, const struct dnn *d, int need_diff_src, st
         return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
     l->priv = p;
     p->c = s->c;
-    p->rows = (long)l->n * s->h * s->w;
+    int native = native_block(l);
+    p->B = native ? native : s->c;
+    p->CB = (s->c + p->B - 1) / p->B;
+    p->R = (long)s->h * s->w;
+    p->planes = (long)l->n * p->CB;
     p->threads = omp_get_max_threads();
-    size_t c = (size_t)p->c;
-    p->xhat = malloc(sizeof(float) * (size_t)p->rows * c + 1);
-    p->inv_std = malloc(sizeof(float) * c);
-    p->fa = malloc(sizeof(float) * c);
-    p->fb = malloc(sizeof(float) * c);
-    p->fc = malloc(sizeof(float) * c);
-    p->part = malloc(sizeof(double) * 2 * c * (size_t)p->threads);
-    p->sums = malloc(sizeof(double) * 2 * c);
+    size_t c = (size_t)p->c, cp = (size_t)p->CB * p->B; /* channels, with the last block's padding */
+    p->xhat = malloc(sizeof(float) * (size_t)p->planes * p->R * p->B + 1);
+    p->inv_std = malloc(sizeof(float) * cp);
+    p->fa = malloc(sizeof(float) * cp);
+    p->fb = malloc(sizeof(float) * cp);
+    p->fc = malloc(sizeof(float) * cp);
+    p->part = malloc(sizeof(double) * 2 * cp * (size_t)p->threads);
+    p->sums = malloc(sizeof(double) * 2 * cp);
     p->local = malloc(sizeof(double) * 2 * c);
     p->mean = malloc(sizeof(double) * c);
     p->var = malloc(sizeof(double) * c);
-    if (!p->xhat || !p->inv_std || !p->fa || !p->fb || !p->fc || !p->part || !p->sums || !p->local || !p->mean || !p->var) {
+    if (!p->xhat || !p->inv_std || !p->fa || !p->fb || !p->fc || !p->part || !p->sums || !p->local || !p->mean ||
+        !p->var) {
         error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %d", l->spec->name, l->n);
         goto fail;
+    }
+    if (native) {
+        l->dst_md = l->src_md;
+        if (dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
+            (need_diff_src && dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK))
+            goto fail;
+        return ERR_OK;
     }
     if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
                       : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
         dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
         layer_reorder_prim(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
         goto fail;
+    p->copied = 1;
     if (need_diff_src) {
         if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
             layer_reorder_prim(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
@@ -219,33 +259,43 @@ fail:
     return err ? err->code : ERR_INTERNAL;
 }
 
-/* sums[0..c) = sum over rows of a, sums[c..2c) = sum of a*b (b NULL: a*a), each in double: per-thread partials
- * over fixed chunks of rows, added in thread order (the same bits every run with the same threads). */
+/* sums[0..C) = sum over the batch of a per channel, sums[C..2C) = sum of a*b (b NULL: a*a), in double:
+ * per-thread partials over fixed chunks of planes, added in thread order (the same bits every run with the
+ * same threads). */
 static void column_sums(struct bn_priv *p, const float *a, const float *b, double *sums)
 {
-    const long rows = p->rows, c = p->c;
+    const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, cp = CB * B;
     int used = 1;
 #pragma omp parallel num_threads(p->threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        long per = (rows + nt - 1) / nt, lo = per * t < rows ? per * t : rows, hi = lo + per < rows ? lo + per : rows;
-        double *s1 = p->part + (size_t)t * 2 * c, *s2 = s1 + c;
-        memset(s1, 0, sizeof(double) * 2 * (size_t)c);
-        for (long r = lo; r < hi; r++) {
-            const float *x = a + (size_t)r * c, *y = b ? b + (size_t)r * c : x;
+        long per = (planes + nt - 1) / nt, lo = per * t < planes ? per * t : planes;
+        long hi = lo + per < planes ? lo + per : planes;
+        double *s1 = p->part + (size_t)t * 2 * cp, *s2 = s1 + cp;
+        memset(s1, 0, sizeof(double) * 2 * (size_t)cp);
+        for (long pl = lo; pl < hi; pl++) {
+            double *q1 = s1 + (pl % CB) * B, *q2 = s2 + (pl % CB) * B;
+            for (long r = 0; r < R; r++) {
+                const float *x = a + ((size_t)pl * R + r) * B, *y = b ? b + ((size_t)pl * R + r) * B : x;
 #pragma omp simd
-            for (long k = 0; k < c; k++) {
-                s1[k] += x[k];
-                s2[k] += (double)x[k] * y[k];
+                for (long e = 0; e < B; e++) {
+                    q1[e] += x[e];
+                    q2[e] += (double)x[e] * y[e];
+                }
             }
         }
 #pragma omp single
         used = nt;
     }
+    const long c = p->c;
     memset(sums, 0, sizeof(double) * 2 * (size_t)c);
-    for (int t = 0; t < used; t++)
-        for (long k = 0; k < 2 * c; k++)
-            sums[k] += p->part[(size_t)t * 2 * c + k];
+    for (int t = 0; t < used; t++) {
+        const double *s1 = p->part + (size_t)t * 2 * cp, *s2 = s1 + cp;
+        for (long k = 0; k < c; k++) {
+            sums[k] += s1[k];
+            sums[c + k] += s2[k];
+        }
+    }
 }
 
 static int global_sums(const struct step_ctx *ctx, double *v, int n, struct error *err)
@@ -261,25 +311,36 @@ static double global_count(const struct layer *l, const struct step_ctx *ctx)
     return (double)gb * s->h * s->w;
 }
 
+/* The factors of channels past C (a block's padding): 0, so that padding stays 0 in every output. */
+static void zero_padding(const struct bn_priv *p, float *f)
+{
+    for (long k = p->c; k < p->CB * p->B; k++)
+        f[k] = 0.0f;
+}
+
 static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
 {
     struct bn_priv *p = l->priv;
     const struct bn_parts q = parts_of(l->spec);
     const double eps = l->spec->u.bn.epsilon;
-    const long rows = p->rows, c = p->c;
-    float *y = dnn_ptr(l->dst); /* (rows, c) */
+    const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, c = p->c;
+    float *y = dnn_ptr(l->dst);
+    const float *x = dnn_ptr(src);
     int rc;
-    if (p->to_plain) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
-        if ((rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err)) != ERR_OK)
-            return rc;
-    } else {
-        memcpy(y, dnn_ptr(src), dnnl_memory_desc_get_size(&l->dst_md));
+    if (p->copied) {
+        if (p->to_plain) {
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
+            if ((rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err)) != ERR_OK)
+                return rc;
+        } else {
+            memcpy(y, x, dnnl_memory_desc_get_size(&l->dst_md));
+        }
+        x = y; /* normalised in place */
     }
     const float *w = l->w;
-    float *fa = p->fa, *fb = p->fb, *fc = p->fc;
+    float *fa = p->fa, *fb = p->fb, *fc = p->fc, *inv = p->inv_std;
     if (ctx->training) {
-        column_sums(p, y, NULL, p->sums);
+        column_sums(p, x, NULL, p->sums);
         memcpy(p->local, p->sums, sizeof(double) * 2 * (size_t)c);
         if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
             return rc;
@@ -288,21 +349,27 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
             double mean = p->sums[k] / m, var = p->sums[c + k] / m - mean * mean;
             p->mean[k] = mean;
             p->var[k] = var > 0 ? var : 0;
-            p->inv_std[k] = (float)(1.0 / sqrt(p->var[k] + eps));
+            inv[k] = (float)(1.0 / sqrt(p->var[k] + eps));
             fa[k] = (float)mean;
             fb[k] = q.gamma >= 0 ? w[q.gamma + k] : 1.0f;
             fc[k] = q.beta >= 0 ? w[q.beta + k] : 0.0f;
         }
+        zero_padding(p, inv);
+        zero_padding(p, fa);
+        zero_padding(p, fb);
+        zero_padding(p, fc);
         /* xhat = (x - mean) * inv_std is kept for backward; y = gamma * xhat + beta. */
-        const float *inv = p->inv_std;
 #pragma omp parallel for schedule(static)
-        for (long r = 0; r < rows; r++) {
-            float *row = y + (size_t)r * c, *xh = p->xhat + (size_t)r * c;
+        for (long pl = 0; pl < planes; pl++) {
+            const long k0 = (pl % CB) * B;
+            for (long r = 0; r < R; r++) {
+                const size_t o = ((size_t)pl * R + r) * B;
 #pragma omp simd
-            for (long k = 0; k < c; k++) {
-                float v = (row[k] - fa[k]) * inv[k];
-                xh[k] = v;
-                row[k] = fb[k] * v + fc[k];
+                for (long e = 0; e < B; e++) {
+                    float v = (x[o + e] - fa[k0 + e]) * inv[k0 + e];
+                    p->xhat[o + e] = v;
+                    y[o + e] = fb[k0 + e] * v + fc[k0 + e];
+                }
             }
         }
         return ERR_OK;
@@ -313,12 +380,17 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         fa[k] = (float)a;
         fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
     }
+    zero_padding(p, fa);
+    zero_padding(p, fb);
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        float *row = y + (size_t)r * c;
+    for (long pl = 0; pl < planes; pl++) {
+        const long k0 = (pl % CB) * B;
+        for (long r = 0; r < R; r++) {
+            const size_t o = ((size_t)pl * R + r) * B;
 #pragma omp simd
-        for (long k = 0; k < c; k++)
-            row[k] = row[k] * fa[k] + fb[k];
+            for (long e = 0; e < B; e++)
+                y[o + e] = x[o + e] * fa[k0 + e] + fb[k0 + e];
+        }
     }
     return ERR_OK;
 }
@@ -333,8 +405,8 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
 {
     struct bn_priv *p = l->priv;
     const struct bn_parts q = parts_of(l->spec);
-    const long rows = p->rows, c = p->c;
-    const float *dy = dnn_ptr(diff_dst); /* (rows, c), dst_md is plain */
+    const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, c = p->c;
+    const float *dy = dnn_ptr(diff_dst); /* in dst_md */
     const float *w = l->w;
     float *dw = l->dw;
     int rc;
@@ -343,13 +415,14 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         return error_set(err, ERR_INTERNAL, "%s: backward after an inference forward", l->spec->name);
     column_sums(p, dy, p->xhat, p->sums);
     const double m = global_count(l, ctx);
+    const double n_local = (double)l->n * R; /* this rank's elements per channel */
     for (long k = 0; k < c; k++) {
         if (q.beta >= 0)
             dw[q.beta + k] = (float)p->sums[k];
         if (q.gamma >= 0)
             dw[q.gamma + k] = (float)p->sums[c + k];
-        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2, n = this rank's count. */
-        double n_local = (double)rows, mean = p->mean[k];
+        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2. */
+        double mean = p->mean[k];
         double sq = p->local[c + k] - 2.0 * mean * p->local[k] + n_local * mean * mean;
         dw[q.mean + k] = (float)(p->local[k] / m);
         dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
@@ -365,13 +438,20 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         mdy[k] = (float)(p->sums[k] / m);
         mdyx[k] = (float)(p->sums[c + k] / m);
     }
+    zero_padding(p, a);
+    zero_padding(p, mdy);
+    zero_padding(p, mdyx);
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const float *g = dy + (size_t)r * c, *xh = p->xhat + (size_t)r * c;
-        float *o = dx + (size_t)r * c;
+    for (long pl = 0; pl < planes; pl++) {
+        const long k0 = (pl % CB) * B;
+        for (long r = 0; r < R; r++) {
+            const size_t o = ((size_t)pl * R + r) * B;
+            const float *g = dy + o, *xh = p->xhat + o;
+            float *out = dx + o;
 #pragma omp simd
-        for (long k = 0; k < c; k++)
-            o[k] = a[k] * (g[k] - mdy[k] - xh[k] * mdyx[k]);
+            for (long e = 0; e < B; e++)
+                out[e] = a[k0 + e] * (g[e] - mdy[k0 + e] - xh[e] * mdyx[k0 + e]);
+        }
     }
     if (!p->from_plain)
         return ERR_OK;

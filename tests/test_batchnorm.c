@@ -261,15 +261,22 @@ static void test_two_ranks_are_one_batch(void **state)
     lc_teardown(&part1);
 }
 
-/* A blocked input (what a Conv2D with wide channels hands over) gives the plain input's results. */
+/* A blocked input (what a Conv2D hands over: nChw16c, nChw8c, here with a padded last block) gives the plain
+ * input's results, and the layer keeps that layout for its output (no reorder); another layout (nchw) goes
+ * through a plain copy. */
 static void test_layouts(void **state)
 {
     (void)state;
     struct lc t;
-    struct layer_spec s = bn_spec((struct shape){3, 4, 3, 24}, 1, 1);
+    struct layer_spec s = bn_spec((struct shape){3, 4, 3, 20}, 1, 1);
     setup(&t, &s, 2, 31);
-    lc_check_layout(&t, dnnl_nChw16c, 2.0, 32, 1e-6, NULL);
-    lc_check_layout(&t, dnnl_nchw, 2.0, 33, 1e-6, NULL);
+    dnnl_memory_desc_t md;
+    lc_check_layout(&t, dnnl_nChw16c, 2.0, 32, 1e-6, &md);
+    assert_true(lc_is_blocked(&md) && md.format_desc.blocking.inner_blks[0] == 16);
+    lc_check_layout(&t, dnnl_nChw8c, 2.0, 34, 1e-6, &md);
+    assert_true(lc_is_blocked(&md) && md.format_desc.blocking.inner_blks[0] == 8);
+    lc_check_layout(&t, dnnl_nchw, 2.0, 33, 1e-6, &md);
+    assert_true(dnnl_memory_desc_equal(&md, &t.out_plain));
     lc_teardown(&t);
 }
 

@@ -307,9 +307,9 @@ static void test_blocked_input(void **state)
                   (struct geom){.h = 7, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1}, 1);
 }
 
-/* The 2x2 kernel of pooling.c (channel-blocked inputs, 2x2 windows, stride 2) gives oneDNN's bits, forward and
- * backward, on nChw8c and nChw16c, with odd sizes (a row and a column no window covers), a padded channel
- * block, and 'same' on even sizes; and against the naive loops. */
+/* The 2x2 kernel of pooling.c (channel-blocked or nhwc inputs, 2x2 windows, stride 2) gives oneDNN's bits,
+ * forward and backward, on nChw8c, nChw16c and nhwc (more than 16 channels too), with odd sizes (a row and a
+ * column no window covers), a padded channel block, and 'same' on even sizes; and the naive loops'. */
 static void check_2x2_kernel(struct geom g, dnnl_format_tag_t tag, int block)
 {
     struct lc t;
@@ -356,6 +356,10 @@ static void test_2x2_kernel(void **state)
     check_2x2_kernel((struct geom){.h = 9, .w = 7, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nChw16c, 16);
     check_2x2_kernel((struct geom){.h = 6, .w = 4, .c = 32, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1},
                      dnnl_nChw16c, 16);
+    /* nhwc (after BatchNormalization, Activation or Dropout): one block of all the channels */
+    check_2x2_kernel((struct geom){.h = 9, .w = 8, .c = 20, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nhwc, 20);
+    check_2x2_kernel((struct geom){.h = 4, .w = 5, .c = 8, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nhwc, 8);
+    check_2x2_kernel((struct geom){.h = 4, .w = 4, .c = 40, .ph = 2, .pw = 2, .sh = 2, .sw = 2}, dnnl_nhwc, 40);
     /* 'same' on an odd size pads: oneDNN's */
     check_2x2_kernel((struct geom){.h = 5, .w = 6, .c = 8, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .same = 1},
                      dnnl_nChw8c, 0);
