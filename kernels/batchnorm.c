@@ -22,9 +22,7 @@
 #include "layer_common.h"
 
 struct bn_priv {
-    dnnl_primitive_t to_plain;   /* src layout -> plain dst; NULL when src is already plain */
-    dnnl_primitive_t from_plain; /* plain dx -> diff_src in the src layout; NULL when plain or no diff_src */
-    dnnl_memory_t dx_plain;      /* (rows, c) backward scratch, only when from_plain is used */
+    struct plain_io io;          /* a layout not taken as is: through a plain copy (zeroed otherwise) */
     float *xhat;                 /* (rows, c) the last training forward's normalised input */
     float *inv_std;              /* (c,) 1 / sqrt(var + eps) of that forward */
     float *fa, *fb, *fc;         /* (c,) per-channel factors of the loop at hand */
@@ -181,12 +179,7 @@ static void bn_destroy(struct layer *l)
     struct bn_priv *p = l->priv;
     layer_release_outputs(l);
     if (p) {
-        if (p->to_plain)
-            dnnl_primitive_destroy(p->to_plain);
-        if (p->from_plain)
-            dnnl_primitive_destroy(p->from_plain);
-        if (p->dx_plain)
-            dnnl_memory_destroy(p->dx_plain);
+        plain_io_release(&p->io);
         free(p->xhat);
         free(p->inv_std);
         free(p->fa);
@@ -241,18 +234,9 @@ static int bn_create(struct layer *l, const struct dnn *d, int need_diff_src, st
             goto fail;
         return ERR_OK;
     }
-    if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
-                      : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
-        dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
-        layer_reorder_prim(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
-        goto fail;
     p->copied = 1;
-    if (need_diff_src) {
-        if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
-            layer_reorder_prim(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
-            (p->from_plain && dnn_mem(&p->dx_plain, &l->dst_md, d, NULL, err) != ERR_OK))
-            goto fail;
-    }
+    if (plain_io_create(&p->io, l, d, need_diff_src, err) != ERR_OK)
+        goto fail;
     return ERR_OK;
 fail:
     bn_destroy(l);
@@ -328,13 +312,8 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
     const float *x = dnn_ptr(src);
     int rc;
     if (p->copied) {
-        if (p->to_plain) {
-            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
-            if ((rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err)) != ERR_OK)
-                return rc;
-        } else {
-            memcpy(y, x, dnnl_memory_desc_get_size(&l->dst_md));
-        }
+        if ((rc = plain_io_forward(&p->io, l, src, ctx->dnn, err)) != ERR_OK)
+            return rc;
         x = y; /* normalised in place */
     }
     const float *w = l->w;
@@ -431,7 +410,7 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         return ERR_OK;
     if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
         return rc;
-    float *dx = dnn_ptr(p->from_plain ? p->dx_plain : l->diff_src);
+    float *dx = plain_io_dx(&p->io, l); /* l->diff_src itself unless through a plain copy */
     float *a = p->fa, *mdy = p->fb, *mdyx = p->fc;
     for (long k = 0; k < c; k++) {
         a[k] = (q.gamma >= 0 ? w[q.gamma + k] : 1.0f) * p->inv_std[k];
@@ -453,10 +432,7 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
                 out[e] = a[k0 + e] * (g[e] - mdy[k0 + e] - xh[e] * mdyx[k0 + e]);
         }
     }
-    if (!p->from_plain)
-        return ERR_OK;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->dx_plain}, {DNNL_ARG_TO, l->diff_src}};
-    return dnn_exec(p->from_plain, ctx->dnn, 2, args, err);
+    return plain_io_backward(&p->io, l, ctx->dnn, err);
 }
 
 /* One call in forward (mean and mean square) and one in backward when there is an input gradient. */

@@ -9,9 +9,7 @@
 #include "rng.h"
 
 struct dropout_priv {
-    dnnl_primitive_t to_plain;   /* src layout -> plain dst; NULL when src is already plain */
-    dnnl_primitive_t from_plain; /* plain dx -> diff_src in the src layout; NULL when plain or no diff_src */
-    dnnl_memory_t dx_plain;      /* (n, h, w, c) backward scratch, only when from_plain is used */
+    struct plain_io io;          /* dst and the input gradient are plain channels-last */
     float *mask;                 /* (n, h * w * c) channels-last, 0 or 1/(1-rate): the last training forward's */
     long sample_size;            /* h * w * c elements */
 };
@@ -38,12 +36,7 @@ static void dropout_destroy(struct layer *l)
     struct dropout_priv *p = l->priv;
     layer_release_outputs(l);
     if (p) {
-        if (p->to_plain)
-            dnnl_primitive_destroy(p->to_plain);
-        if (p->from_plain)
-            dnnl_primitive_destroy(p->from_plain);
-        if (p->dx_plain)
-            dnnl_memory_destroy(p->dx_plain);
+        plain_io_release(&p->io);
         free(p->mask);
         free(p);
     }
@@ -67,17 +60,8 @@ static int dropout_create(struct layer *l, const struct dnn *d, int need_diff_sr
         error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
         goto fail;
     }
-    if ((s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
-                      : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
-        dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
-        layer_reorder_prim(&p->to_plain, &l->src_md, &l->dst_md, d, err) != ERR_OK)
+    if (plain_io_create(&p->io, l, d, need_diff_src, err) != ERR_OK)
         goto fail;
-    if (need_diff_src) {
-        if (dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK ||
-            layer_reorder_prim(&p->from_plain, &l->dst_md, &l->src_md, d, err) != ERR_OK ||
-            (p->from_plain && dnn_mem(&p->dx_plain, &l->dst_md, d, NULL, err) != ERR_OK))
-            goto fail;
-    }
     return ERR_OK;
 fail:
     dropout_destroy(l);
@@ -123,14 +107,9 @@ static int dropout_forward(struct layer *l, const struct step_ctx *ctx, dnnl_mem
 {
     struct dropout_priv *p = l->priv;
     float *y = dnn_ptr(l->dst); /* (n, h, w, c) */
-    if (p->to_plain) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
-        int rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err);
-        if (rc != ERR_OK)
-            return rc;
-    } else {
-        memcpy(y, dnn_ptr(src), dnnl_memory_desc_get_size(&l->dst_md));
-    }
+    int rc = plain_io_forward(&p->io, l, src, ctx->dnn, err);
+    if (rc != ERR_OK)
+        return rc;
     if (!ctx->training)
         return ERR_OK;
     if (!ctx->sample_ids)
@@ -148,7 +127,7 @@ static int dropout_backward(struct layer *l, const struct step_ctx *ctx, dnnl_me
     if (!l->diff_src)
         return ERR_OK;
     const float *dy = dnn_ptr(diff_dst);                                     /* (n, h, w, c) */
-    float *dx = dnn_ptr(p->from_plain ? p->dx_plain : l->diff_src);          /* (n, h, w, c) */
+    float *dx = plain_io_dx(&p->io, l);                                      /* (n, h, w, c) */
     const long total = (long)l->n * p->sample_size;
     if (ctx->training) {
 #pragma omp parallel for schedule(static)
@@ -157,10 +136,7 @@ static int dropout_backward(struct layer *l, const struct step_ctx *ctx, dnnl_me
     } else {
         memcpy(dx, dy, sizeof(float) * (size_t)total);
     }
-    if (!p->from_plain)
-        return ERR_OK;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->dx_plain}, {DNNL_ARG_TO, l->diff_src}};
-    return dnn_exec(p->from_plain, ctx->dnn, 2, args, err);
+    return plain_io_backward(&p->io, l, ctx->dnn, err);
 }
 
 /* The shortest %g that reads back as the same double, so that a saved model reloads exactly. */

@@ -111,6 +111,58 @@ fail:
     return err ? err->code : ERR_INTERNAL;
 }
 
+int plain_io_create(struct plain_io *io, struct layer *l, const struct dnn *d, int need_diff_src,
+                    struct error *err)
+{
+    const struct shape *s = &l->spec->in;
+    int rc;
+    memset(io, 0, sizeof *io);
+    if ((rc = s->rank == 3 ? dnn_md_nhwc(&l->dst_md, l->n, s->h, s->w, s->c, err)
+                           : dnn_md_nc(&l->dst_md, l->n, s->c, err)) != ERR_OK ||
+        (rc = dnn_mem(&l->dst, &l->dst_md, d, NULL, err)) != ERR_OK ||
+        (rc = layer_reorder_prim(&io->to_plain, &l->src_md, &l->dst_md, d, err)) != ERR_OK || !need_diff_src)
+        return rc;
+    if ((rc = dnn_mem(&l->diff_src, &l->src_md, d, NULL, err)) != ERR_OK ||
+        (rc = layer_reorder_prim(&io->from_plain, &l->dst_md, &l->src_md, d, err)) != ERR_OK)
+        return rc;
+    return io->from_plain ? dnn_mem(&io->dx_plain, &l->dst_md, d, NULL, err) : ERR_OK;
+}
+
+int plain_io_forward(const struct plain_io *io, struct layer *l, dnnl_memory_t src, const struct dnn *d,
+                     struct error *err)
+{
+    if (!io->to_plain) {
+        memcpy(dnn_ptr(l->dst), dnn_ptr(src), dnnl_memory_desc_get_size(&l->dst_md));
+        return ERR_OK;
+    }
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, l->dst}};
+    return dnn_exec(io->to_plain, d, 2, args, err);
+}
+
+float *plain_io_dx(const struct plain_io *io, const struct layer *l)
+{
+    return dnn_ptr(io->from_plain ? io->dx_plain : l->diff_src);
+}
+
+int plain_io_backward(const struct plain_io *io, struct layer *l, const struct dnn *d, struct error *err)
+{
+    if (!io->from_plain)
+        return ERR_OK;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, io->dx_plain}, {DNNL_ARG_TO, l->diff_src}};
+    return dnn_exec(io->from_plain, d, 2, args, err);
+}
+
+void plain_io_release(struct plain_io *io)
+{
+    if (io->to_plain)
+        dnnl_primitive_destroy(io->to_plain);
+    if (io->from_plain)
+        dnnl_primitive_destroy(io->from_plain);
+    if (io->dx_plain)
+        dnnl_memory_destroy(io->dx_plain);
+    memset(io, 0, sizeof *io);
+}
+
 int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                             const struct dnn *d, struct error *err)
 {

@@ -53,6 +53,26 @@ int layer_reorder_prim(dnnl_primitive_t *prim, const dnnl_memory_desc_t *from, c
 int layer_reorder_into_init(struct dnn_reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                             const struct dnn *d, struct error *err);
 
+/* A layer that computes on a plain (n, h, w, c) / (n, c) copy of its input, whatever layout it is handed
+ * (Dropout; BatchNormalization on other layouts than its own): dst is plain, forward copies src into it, and
+ * backward writes the input gradient plain, reordered to src's layout when that differs. */
+struct plain_io {
+    dnnl_primitive_t to_plain;   /* src layout -> plain dst; NULL when src is already plain */
+    dnnl_primitive_t from_plain; /* plain dx -> diff_src in the src layout; NULL when plain or no diff_src */
+    dnnl_memory_t dx_plain;      /* backward scratch, only when from_plain is used */
+};
+/* Sets l->dst_md (plain, spec->in's shape), l->dst, and l->diff_src when need_diff_src. */
+int plain_io_create(struct plain_io *io, struct layer *l, const struct dnn *d, int need_diff_src,
+                    struct error *err);
+/* l->dst = src, plain. */
+int plain_io_forward(const struct plain_io *io, struct layer *l, dnnl_memory_t src, const struct dnn *d,
+                     struct error *err);
+/* Where backward writes the plain input gradient; then plain_io_backward puts it in l->diff_src. */
+float *plain_io_dx(const struct plain_io *io, const struct layer *l);
+int plain_io_backward(const struct plain_io *io, struct layer *l, const struct dnn *d, struct error *err);
+/* Safe on a zeroed or half-created io. */
+void plain_io_release(struct plain_io *io);
+
 /* The eltwise backward `alg` (an *_use_dst_for_bwd kind: the derivative from the forward output) on md for
  * src, dst and their gradients. */
 int layer_eltwise_bwd_create(dnnl_primitive_t *prim, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *md,
