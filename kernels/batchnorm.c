@@ -29,7 +29,7 @@ struct bn_priv {
     double *part;                /* (threads, 2c) per-thread partial sums */
     double *sums;                /* (2c,) this rank's sums, then (after ctx->sum) the global ones */
     double *local;               /* (2c,) this rank's sum x and sum x^2 of the last training forward */
-    double *mean, *var;          /* (c,) the global batch's, of that forward */
+    double *mean;                /* (c,) the global batch's, of that forward */
     long c;                      /* channels */
     long planes, R, B, CB;       /* the layout's view (native_block): planes of R rows of B channels, CB
                                     blocks per sample */
@@ -189,7 +189,6 @@ static void bn_destroy(struct layer *l)
         free(p->sums);
         free(p->local);
         free(p->mean);
-        free(p->var);
         free(p);
     }
     l->priv = NULL;
@@ -211,19 +210,19 @@ static int bn_create(struct layer *l, const struct dnn *d, int need_diff_src, st
     p->R = (long)s->h * s->w;
     p->planes = (long)l->n * p->CB;
     p->threads = omp_get_max_threads();
-    size_t c = (size_t)p->c, cp = (size_t)p->CB * p->B; /* channels, with the last block's padding */
+    /* Channels with the last block's padding; the per-channel factors are zeroed here and only [0, c) is
+     * ever written, so padding stays 0 in every output. */
+    size_t c = (size_t)p->c, cp = (size_t)p->CB * p->B;
     p->xhat = malloc(sizeof(float) * (size_t)p->planes * p->R * p->B + 1);
-    p->inv_std = malloc(sizeof(float) * cp);
-    p->fa = malloc(sizeof(float) * cp);
-    p->fb = malloc(sizeof(float) * cp);
-    p->fc = malloc(sizeof(float) * cp);
+    p->inv_std = calloc(cp, sizeof(float));
+    p->fa = calloc(cp, sizeof(float));
+    p->fb = calloc(cp, sizeof(float));
+    p->fc = calloc(cp, sizeof(float));
     p->part = malloc(sizeof(double) * 2 * cp * (size_t)p->threads);
     p->sums = malloc(sizeof(double) * 2 * cp);
     p->local = malloc(sizeof(double) * 2 * c);
     p->mean = malloc(sizeof(double) * c);
-    p->var = malloc(sizeof(double) * c);
-    if (!p->xhat || !p->inv_std || !p->fa || !p->fb || !p->fc || !p->part || !p->sums || !p->local || !p->mean ||
-        !p->var) {
+    if (!p->xhat || !p->inv_std || !p->fa || !p->fb || !p->fc || !p->part || !p->sums || !p->local || !p->mean) {
         error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %d", l->spec->name, l->n);
         goto fail;
     }
@@ -295,13 +294,6 @@ static double global_count(const struct layer *l, const struct step_ctx *ctx)
     return (double)gb * s->h * s->w;
 }
 
-/* The factors of channels past C (a block's padding): 0, so that padding stays 0 in every output. */
-static void zero_padding(const struct bn_priv *p, float *f)
-{
-    for (long k = p->c; k < p->CB * p->B; k++)
-        f[k] = 0.0f;
-}
-
 static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
 {
     struct bn_priv *p = l->priv;
@@ -327,16 +319,11 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         for (long k = 0; k < c; k++) {
             double mean = p->sums[k] / m, var = p->sums[c + k] / m - mean * mean;
             p->mean[k] = mean;
-            p->var[k] = var > 0 ? var : 0;
-            inv[k] = (float)(1.0 / sqrt(p->var[k] + eps));
+            inv[k] = (float)(1.0 / sqrt((var > 0 ? var : 0) + eps));
             fa[k] = (float)mean;
             fb[k] = q.gamma >= 0 ? w[q.gamma + k] : 1.0f;
             fc[k] = q.beta >= 0 ? w[q.beta + k] : 0.0f;
         }
-        zero_padding(p, inv);
-        zero_padding(p, fa);
-        zero_padding(p, fb);
-        zero_padding(p, fc);
         /* xhat = (x - mean) * inv_std is kept for backward; y = gamma * xhat + beta. */
 #pragma omp parallel for schedule(static)
         for (long pl = 0; pl < planes; pl++) {
@@ -359,8 +346,6 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         fa[k] = (float)a;
         fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
     }
-    zero_padding(p, fa);
-    zero_padding(p, fb);
 #pragma omp parallel for schedule(static)
     for (long pl = 0; pl < planes; pl++) {
         const long k0 = (pl % CB) * B;
@@ -417,9 +402,6 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         mdy[k] = (float)(p->sums[k] / m);
         mdyx[k] = (float)(p->sums[c + k] / m);
     }
-    zero_padding(p, a);
-    zero_padding(p, mdy);
-    zero_padding(p, mdyx);
 #pragma omp parallel for schedule(static)
     for (long pl = 0; pl < planes; pl++) {
         const long k0 = (pl % CB) * B;

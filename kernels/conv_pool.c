@@ -77,8 +77,7 @@ int conv_pool_has_avx512(void)
 static int cpu_isa(void)
 {
 #if CONV_POOL_SIMD
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && !conv_pool_avx2_only)
+    if (conv_pool_has_avx512() && !conv_pool_avx2_only)
         return 2;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return 1;
