@@ -68,6 +68,8 @@ struct param_info {
 };
 
 #define LAYER_MAX_PARAMS 4
+/* Add and Concatenate read several tensors; every other kind reads one. */
+#define LAYER_MAX_INPUTS 8
 
 struct layer_ops;
 
@@ -75,7 +77,12 @@ struct layer_spec {
     const struct layer_ops *ops;
     char name[48];   /* Keras-style unique name: conv2d_1, max_pooling2d_2, dense_1 ... */
     int line;        /* where it came from, for messages (0: not from a text file) */
-    int index;       /* position in the model, 0 = the Input */
+    int index;       /* position in the model, 0 = the Input; layers are in topological order */
+    /* Explicit edges: the layers (indices into model.layers, each < index) whose outputs this one reads, in
+     * argument order. A one-layer-a-line file reads the line before; model_infer fills that in when a parser
+     * left n_inputs at 0. The Input reads nothing. */
+    int n_inputs;
+    int inputs[LAYER_MAX_INPUTS];
     union {
         struct conv_cfg conv;
         struct pool_cfg pool;
@@ -85,6 +92,8 @@ struct layer_spec {
         struct input_cfg input;
         struct batchnorm_cfg bn;
     } u;
+    /* Filled by model_infer before ops->infer: ins[k] is the output shape of inputs[k], and in = ins[0]. */
+    struct shape ins[LAYER_MAX_INPUTS];
     /* Filled by ops->infer from the input shape: */
     struct shape in, out;
     int n_params;

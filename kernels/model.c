@@ -638,6 +638,24 @@ static int model_text(struct model *m, const char *file, struct error *err)
     return ERR_OK;
 }
 
+/* The input shapes of spec from its edges; a spec without edges reads the layer before it (a chain). */
+static int link_inputs(const char *file, struct model *m, struct layer_spec *spec, struct error *err)
+{
+    if (spec->n_inputs == 0) {
+        spec->n_inputs = 1;
+        spec->inputs[0] = spec->index - 1;
+    }
+    if (spec->n_inputs > LAYER_MAX_INPUTS)
+        return layer_error(file, spec, err, "more than %d inputs", LAYER_MAX_INPUTS);
+    for (int k = 0; k < spec->n_inputs; k++) {
+        if (spec->inputs[k] < 0 || spec->inputs[k] >= spec->index)
+            return layer_error(file, spec, err, "input %d is not a layer before it", k + 1);
+        spec->ins[k] = m->layers[spec->inputs[k]].out;
+    }
+    spec->in = spec->ins[0];
+    return ERR_OK;
+}
+
 int model_infer(struct model *m, const char *file, struct error *err)
 {
     file = file ? file : "model";
@@ -654,8 +672,8 @@ int model_infer(struct model *m, const char *file, struct error *err)
         spec->softmax_in_loss = 0;
         if (i > 0 && spec->ops == &layer_input)
             return layer_error(file, spec, err, "Input is only allowed as the first layer");
-        if (i > 0)
-            spec->in = m->layers[i - 1].out;
+        if (i > 0 && (rc = link_inputs(file, m, spec, err)))
+            return rc;
         rc = i == 0 && !spec->ops->infer ? infer_input(file, spec, err) : infer_layer(file, spec, err);
         if (rc)
             return rc;
