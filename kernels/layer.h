@@ -25,9 +25,15 @@ struct shape {
 static inline long shape_size(const struct shape *s) { return (long)s->h * s->w * s->c; }
 
 /* Kind-specific configuration, filled by ops->parse. */
+/* kernel_regularizer: Keras's L1L2 (l1(x), l2(x), l1_l2(l1, l2)): adds l1*sum|w| + l2*sum(w^2) of the kernel to the
+ * loss. 0 and 0: none. */
+struct regularizer {
+    double l1, l2;
+};
 struct conv_cfg {
     int filters, kh, kw, sh, sw, same, use_bias;
     enum activation act;
+    struct regularizer kernel_reg;
 };
 struct pool_cfg {
     int ph, pw, sh, sw, same;
@@ -35,6 +41,13 @@ struct pool_cfg {
 struct dense_cfg {
     int units, use_bias;
     enum activation act;
+    struct regularizer kernel_reg;
+};
+struct concat_cfg {
+    int axis;               /* as written: -1 or 3 (channels) */
+};
+struct zero_pad_cfg {
+    int top, bottom, left, right;
 };
 struct dropout_cfg {
     double rate;
@@ -91,6 +104,8 @@ struct layer_spec {
         struct act_cfg act;
         struct input_cfg input;
         struct batchnorm_cfg bn;
+        struct concat_cfg concat;
+        struct zero_pad_cfg pad;
     } u;
     /* Filled by model_infer before ops->infer: ins[k] is the output shape of inputs[k], and in = ins[0]. */
     struct shape ins[LAYER_MAX_INPUTS];

@@ -376,6 +376,13 @@ static int parse_call(struct lexer *lx, struct error *err)
     return ERR_OK;
 }
 
+int model_parse_call(const char *text, struct args *a, struct error *err)
+{
+    struct lexer lx = {.s = text, .len = (int)strlen(text), .a = a};
+    a->n = 0;
+    return parse_call(&lx, err);
+}
+
 /* A line that holds nothing but blanks and perhaps a comment. */
 static int is_blank(const char *s, int len)
 {

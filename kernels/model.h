@@ -21,6 +21,10 @@ struct model {
  * parameter offsets (model_infer). ERR_INPUT with "FILE:LINE:COL: what" on any problem. */
 int model_parse(struct model *m, const char *text, const char *file, struct error *err);
 
+/* One Keras call `Name(args)` on one line of text (a model-file line, or a `--callback` option) into *a
+ * (a->file and a->line name it in messages; a->layer is the name). ERR_INPUT "FILE:LINE:COL: what". */
+int model_parse_call(const char *text, struct args *a, struct error *err);
+
 /* `name_or_path` is a preset name (cifar10-cnn, fashion-cnn, gap-cnn) or a model file (at most 64 KiB;
  * unreadable: ERR_INPUT "PATH: cannot read: reason"). */
 int model_load(struct model *m, const char *name_or_path, struct error *err);
