@@ -18,6 +18,7 @@ struct arg {
     char str[64];     /* ARG_STRING */
     int n_tuple;      /* ARG_TUPLE: its integer elements */
     long tuple[ARG_TUPLE_MAX];
+    int nested;       /* ARG_TUPLE: written as pairs ((a, b), (c, d)), flattened into tuple[] */
     int used;         /* set by the accessors: an argument nobody used is an error (a typo) */
 };
 

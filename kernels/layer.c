@@ -12,6 +12,7 @@ const struct layer_ops *const layer_kinds[] = {
     &layer_global_max_pooling2d,    &layer_flatten,
     &layer_dense,   &layer_dropout, &layer_activation,
     &layer_batchnorm,
+    &layer_add,     &layer_concatenate, &layer_zero_padding2d,
     NULL,
 };
 

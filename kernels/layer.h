@@ -96,6 +96,12 @@ struct layer_spec {
      * left n_inputs at 0. The Input reads nothing. */
     int n_inputs;
     int inputs[LAYER_MAX_INPUTS];
+    int explicit_name;  /* 1: named in the file (name='...', or a Keras file's name), written back as such */
+    /* Set by model_infer: how many inputs of later layers read this one's output (the last layer's is the
+     * model's output), and whether backward must compute the gradient of the inputs (some layer upstream
+     * has weights). */
+    int n_readers;
+    int need_diff_src;
     union {
         struct conv_cfg conv;
         struct pool_cfg pool;
@@ -135,6 +141,12 @@ struct layer {
      * commute and the mask is a select, so the gradient is the same, bit for bit. */
     int relu_bwd_in_next;       /* on the ReLU layer: skip its own activation derivative */
     int relu_bwd_of_prev;       /* on the pooling: apply it */
+    /* Multi-input kinds (ops->multi_input): the layouts and memories of their inputs in spec->inputs order, set by
+     * the network before create (src_md is src_mds[0]); backward writes diff_srcs[k] in src_mds[k] (diff_src is
+     * diff_srcs[0]). Unused by one-input kinds, which get their input as forward's `src`. */
+    dnnl_memory_desc_t src_mds[LAYER_MAX_INPUTS];
+    dnnl_memory_t srcs[LAYER_MAX_INPUTS];
+    dnnl_memory_t diff_srcs[LAYER_MAX_INPUTS];
     float *w;                   /* this layer's parameters in the slab, Keras layout, params[] order */
     float *dw;                  /* same in the gradient slab */
     void *priv;                 /* kind-specific primitives and buffers */
@@ -191,6 +203,8 @@ struct layer_ops {
     /* How many doubles a training forward (forward = 1) or backward sums over the ranks through ctx->sum, in
      * one call; 0 for none. NULL for kinds that never call it (all but BatchNormalization). */
     int (*step_sums)(const struct layer_spec *spec, int forward, int need_diff_src);
+    /* 1: the kind reads two or more tensors (Add, Concatenate: struct layer's srcs[] and diff_srcs[]); 0: one. */
+    int multi_input;
 };
 
 /* The table of layer kinds; NULL when `name` is unknown. */
@@ -201,7 +215,7 @@ extern const struct layer_ops *const layer_kinds[];
 /* Every kind. */
 extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, layer_average_pooling2d,
     layer_global_average_pooling2d, layer_global_max_pooling2d, layer_flatten, layer_dense, layer_dropout,
-    layer_activation, layer_batchnorm;
+    layer_activation, layer_batchnorm, layer_add, layer_concatenate, layer_zero_padding2d;
 
 /* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
 void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);

@@ -196,3 +196,50 @@ fail:
         dnnl_primitive_desc_destroy(hint);
     return err ? err->code : ERR_INTERNAL;
 }
+
+int plain_edge_init(struct plain_edge *e, const dnnl_memory_desc_t *src_md, const struct shape *s, int n,
+                    int need_diff, const struct dnn *d, struct error *err)
+{
+    int rc;
+    memset(e, 0, sizeof *e);
+    if ((rc = s->rank == 3 ? dnn_md_nhwc(&e->md, n, s->h, s->w, s->c, err) : dnn_md_nc(&e->md, n, s->c, err)) ||
+        (rc = layer_reorder_prim(&e->to_plain, src_md, &e->md, d, err)) ||
+        (e->to_plain && (rc = dnn_mem(&e->x, &e->md, d, NULL, err))) || !need_diff ||
+        (rc = layer_reorder_prim(&e->from_plain, &e->md, src_md, d, err)))
+        return rc;
+    return e->from_plain ? dnn_mem(&e->dx, &e->md, d, NULL, err) : ERR_OK;
+}
+
+const float *plain_edge_in(struct plain_edge *e, dnnl_memory_t src, const struct dnn *d, struct error *err)
+{
+    if (!e->to_plain)
+        return dnn_ptr(src);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, e->x}};
+    return dnn_exec(e->to_plain, d, 2, args, err) ? NULL : dnn_ptr(e->x);
+}
+
+float *plain_edge_dx(const struct plain_edge *e, dnnl_memory_t diff_src)
+{
+    return dnn_ptr(e->from_plain ? e->dx : diff_src);
+}
+
+int plain_edge_out(const struct plain_edge *e, dnnl_memory_t diff_src, const struct dnn *d, struct error *err)
+{
+    if (!e->from_plain)
+        return ERR_OK;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->dx}, {DNNL_ARG_TO, diff_src}};
+    return dnn_exec(e->from_plain, d, 2, args, err);
+}
+
+void plain_edge_release(struct plain_edge *e)
+{
+    if (e->to_plain)
+        dnnl_primitive_destroy(e->to_plain);
+    if (e->x)
+        dnnl_memory_destroy(e->x);
+    if (e->from_plain)
+        dnnl_primitive_destroy(e->from_plain);
+    if (e->dx)
+        dnnl_memory_destroy(e->dx);
+    memset(e, 0, sizeof *e);
+}

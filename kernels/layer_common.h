@@ -73,6 +73,25 @@ int plain_io_backward(const struct plain_io *io, struct layer *l, const struct d
 /* Safe on a zeroed or half-created io. */
 void plain_io_release(struct plain_io *io);
 
+/* One input of a layer that computes on plain (n, h, w, c) / (n, c) data (Concatenate, ZeroPadding2D): seen plain
+ * whatever layout it comes in, and its gradient, computed plain, put back in that layout. */
+struct plain_edge {
+    dnnl_memory_desc_t md;        /* plain, with the input's logical dims */
+    dnnl_primitive_t to_plain;    /* input layout -> md; NULL when the input is plain */
+    dnnl_memory_t x;              /* the plain copy, when to_plain */
+    dnnl_primitive_t from_plain;  /* md -> input layout for the gradient; NULL when plain or no gradient */
+    dnnl_memory_t dx;             /* the plain gradient, when from_plain */
+};
+/* For an input of shape s (batch n) in layout src_md; the gradient part only when need_diff. */
+int plain_edge_init(struct plain_edge *e, const dnnl_memory_desc_t *src_md, const struct shape *s, int n,
+                    int need_diff, const struct dnn *d, struct error *err);
+/* The input's data, plain (a reorder into e->x, or src's own buffer); NULL on error. */
+const float *plain_edge_in(struct plain_edge *e, dnnl_memory_t src, const struct dnn *d, struct error *err);
+/* Where to write the plain gradient of the input whose gradient memory is diff_src; then plain_edge_out. */
+float *plain_edge_dx(const struct plain_edge *e, dnnl_memory_t diff_src);
+int plain_edge_out(const struct plain_edge *e, dnnl_memory_t diff_src, const struct dnn *d, struct error *err);
+void plain_edge_release(struct plain_edge *e);
+
 /* The eltwise backward `alg` (an *_use_dst_for_bwd kind: the derivative from the forward output) on md for
  * src, dst and their gradients. */
 int layer_eltwise_bwd_create(dnnl_primitive_t *prim, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *md,

@@ -70,7 +70,10 @@ const char *model_preset_text(const char *name)
 
 /* ------------------------------------------------------------------------------------------ lexer */
 
-enum tok_kind { TOK_END, TOK_IDENT, TOK_INT, TOK_FLOAT, TOK_STRING, TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS };
+enum tok_kind {
+    TOK_END, TOK_IDENT, TOK_INT, TOK_FLOAT, TOK_STRING, TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS, TOK_LBRACKET,
+    TOK_RBRACKET
+};
 
 struct tok {
     enum tok_kind kind;
@@ -182,10 +185,11 @@ static int lex_next(struct lexer *lx, struct error *err)
         return ERR_OK;
     }
     char c = lx->s[lx->pos];
-    const char *punct = "(),=";
-    const char *hit = strchr(punct, c);
+    const char *punct = "(),=[]";
+    const char *hit = c ? strchr(punct, c) : NULL;
     if (hit) {
-        static const enum tok_kind kinds[] = {TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS};
+        static const enum tok_kind kinds[] = {TOK_LPAREN, TOK_RPAREN, TOK_COMMA, TOK_EQUALS, TOK_LBRACKET,
+                                              TOK_RBRACKET};
         t->kind = kinds[hit - punct];
         lx->pos++;
         return ERR_OK;
@@ -224,16 +228,33 @@ static int tok_is(const struct tok *t, const char *word)
 
 /* ------------------------------------------------------------------------------------------ parser */
 
-/* `(a, b)`, `(a,)` of integers; `(a)` is just a, as in Python. The current token is '('. */
-static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
+/* `(a, b)`, `(a,)` of integers; `(a)` is just a, as in Python; at depth 0 also a tuple of pairs. The current
+ * token is '('. */
+static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct error *err)
 {
     char buf[64];
     int col = lx->t.col, comma = 0, rc;
     x->type = ARG_TUPLE;
     x->n_tuple = 0;
+    x->nested = 0;
     if ((rc = lex_next(lx, err)))
         return rc;
     while (lx->t.kind != TOK_RPAREN) {
+        if (lx->t.kind == TOK_LPAREN && depth == 0) {
+            /* ((top, bottom), (left, right)): the inner pairs' elements in order (ZeroPadding2D) */
+            struct arg inner;
+            if ((rc = parse_tuple_at(lx, &inner, 1, err)))
+                return rc;
+            if (inner.type != ARG_TUPLE || inner.n_tuple != 2 || x->n_tuple + 2 > ARG_TUPLE_MAX)
+                return syntax_error(lx, col, err, "nested tuples hold pairs of integers");
+            x->tuple[x->n_tuple++] = inner.tuple[0];
+            x->tuple[x->n_tuple++] = inner.tuple[1];
+            x->nested = 1;
+            comma = comma || lx->t.kind == TOK_COMMA;
+            if (lx->t.kind == TOK_COMMA && (rc = lex_next(lx, err)))
+                return rc;
+            continue;
+        }
         if (lx->t.kind != TOK_INT)
             return syntax_error(lx, lx->t.col, err, "tuples hold integers: expected an integer, found %s",
                                 tok_text(&lx->t, buf, sizeof buf));
@@ -253,13 +274,15 @@ static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
     }
     if (x->n_tuple == 0)
         return syntax_error(lx, col, err, "empty tuple");
-    if (x->n_tuple == 1 && !comma) {
+    if (x->n_tuple == 1 && !comma && !x->nested) {
         x->type = ARG_INT;
         x->num = (double)x->tuple[0];
         x->n_tuple = 0;
     }
     return lex_next(lx, err);
 }
+
+static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err) { return parse_tuple_at(lx, x, 0, err); }
 
 /* One value into x; on return the current token is the one after it. */
 static int parse_value(struct lexer *lx, struct arg *x, struct error *err)
@@ -348,14 +371,12 @@ static int parse_arglist(struct lexer *lx, struct error *err)
     }
 }
 
-/* `Name(args)` on one line (already known not to be blank) into lx->a. */
-static int parse_call(struct lexer *lx, struct error *err)
+/* `Name(args)` from the current token into lx->a; on return the current token is the one after ')'. */
+static int parse_call_tokens(struct lexer *lx, struct error *err)
 {
     char buf[64];
     struct args *a = lx->a;
     int rc;
-    if ((rc = lex_next(lx, err)))
-        return rc;
     if (lx->t.kind != TOK_IDENT)
         return syntax_error(lx, lx->t.col, err, "expected a layer such as Conv2D(...), found %s",
                             tok_text(&lx->t, buf, sizeof buf));
@@ -368,7 +389,15 @@ static int parse_call(struct lexer *lx, struct error *err)
     if (lx->t.kind != TOK_LPAREN)
         return syntax_error(lx, lx->t.col, err, "expected '(' after '%s', found %s", a->layer,
                             tok_text(&lx->t, buf, sizeof buf));
-    if ((rc = lex_next(lx, err)) || (rc = parse_arglist(lx, err)))
+    return (rc = lex_next(lx, err)) ? rc : parse_arglist(lx, err);
+}
+
+/* `Name(args)` on one line (already known not to be blank) into lx->a, nothing after it. */
+static int parse_call(struct lexer *lx, struct error *err)
+{
+    char buf[64];
+    int rc;
+    if ((rc = lex_next(lx, err)) || (rc = parse_call_tokens(lx, err)))
         return rc;
     if (lx->t.kind != TOK_END)
         return syntax_error(lx, lx->t.col, err, "unexpected %s after ')': one layer per line",
@@ -461,16 +490,222 @@ static int unknown_layer(const struct lexer *lx, struct error *err)
 
 /* ------------------------------------------------------------------------------------------ model_parse */
 
-/* Parses one non-blank line into the next layer spec of m. */
-static int add_layer(struct model *m, const char *line, int len, const char *file, int lineno,
-                     struct error *err)
+/* A name bound by `x = ...` in a functional file: Python's rules, so a name may be bound again. */
+struct binding {
+    char name[48];
+    int layer;
+};
+
+/* What model_parse keeps while it reads a file. */
+struct parse_state {
+    struct model *m;
+    const char *file;
+    int functional;             /* the first statement decided: `x = Layer(...)(...)` or `Layer(...)` */
+    int n_bound;
+    struct binding bound[2 * MODEL_MAX_LAYERS];
+    int output;                 /* Model(outputs=...) named it; -1: the last statement's tensor */
+    int model_line;             /* line of the Model(...) statement, 0 if none */
+    char explicit_name[MODEL_MAX_LAYERS]; /* 1: the layer's name came from name='...' */
+};
+
+static int find_binding(const struct parse_state *ps, const struct tok *t)
 {
-    struct args a = {.file = file, .line = lineno};
+    for (int i = ps->n_bound - 1; i >= 0; i--)
+        if ((int)strlen(ps->bound[i].name) == t->len && strncmp(ps->bound[i].name, t->start, t->len) == 0)
+            return ps->bound[i].layer;
+    return -1;
+}
+
+static int bind(struct parse_state *ps, const struct lexer *lx, const struct tok *t, int layer, struct error *err)
+{
+    for (int i = 0; i < ps->n_bound; i++)
+        if ((int)strlen(ps->bound[i].name) == t->len && strncmp(ps->bound[i].name, t->start, t->len) == 0) {
+            ps->bound[i].layer = layer;
+            return ERR_OK;
+        }
+    if (t->len >= (int)sizeof ps->bound[0].name || ps->n_bound == (int)(sizeof ps->bound / sizeof ps->bound[0]))
+        return syntax_error(lx, t->col, err, "name '%.*s' is too long or one name too many", t->len, t->start);
+    struct binding *b = &ps->bound[ps->n_bound++];
+    snprintf(b->name, sizeof b->name, "%.*s", t->len, t->start);
+    b->layer = layer;
+    return ERR_OK;
+}
+
+/* A tensor name in a call's inputs: it must be bound already (this is also what rules out cycles). */
+static int use_name(const struct parse_state *ps, const struct lexer *lx, int *layer, struct error *err)
+{
+    char buf[64];
+    if (lx->t.kind != TOK_IDENT)
+        return syntax_error(lx, lx->t.col, err, "expected a tensor name, found %s", tok_text(&lx->t, buf, sizeof buf));
+    *layer = find_binding(ps, &lx->t);
+    if (*layer < 0)
+        return syntax_error(lx, lx->t.col, err, "name '%.*s' is not defined", lx->t.len, lx->t.start);
+    return ERR_OK;
+}
+
+/* `(x)` or `([x, y, ...])` after a layer call: the layer's inputs. The current token is '('. */
+static int parse_inputs(struct parse_state *ps, struct lexer *lx, struct layer_spec *spec, struct error *err)
+{
+    char buf[64];
+    int rc, list;
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    list = lx->t.kind == TOK_LBRACKET;
+    if (list && (rc = lex_next(lx, err)))
+        return rc;
+    for (;;) {
+        if (spec->n_inputs == LAYER_MAX_INPUTS)
+            return syntax_error(lx, lx->t.col, err, "more than %d inputs", LAYER_MAX_INPUTS);
+        if ((rc = use_name(ps, lx, &spec->inputs[spec->n_inputs], err)))
+            return rc;
+        spec->n_inputs++;
+        if ((rc = lex_next(lx, err)))
+            return rc;
+        if (!list || lx->t.kind != TOK_COMMA)
+            break;
+        if ((rc = lex_next(lx, err)))
+            return rc;
+        if (lx->t.kind == TOK_RBRACKET)
+            break;
+    }
+    if (list) {
+        if (lx->t.kind != TOK_RBRACKET)
+            return syntax_error(lx, lx->t.col, err, "expected ',' or ']', found %s", tok_text(&lx->t, buf, sizeof buf));
+        if ((rc = lex_next(lx, err)))
+            return rc;
+    }
+    if (lx->t.kind != TOK_RPAREN)
+        return syntax_error(lx, lx->t.col, err, "expected ')', found %s", tok_text(&lx->t, buf, sizeof buf));
+    return lex_next(lx, err);
+}
+
+/* `Model(inputs=a, outputs=b)` (keywords or positions, a name or a list of one): checks that the inputs are
+ * the Input and records the output. The current token is the one after 'Model'. */
+static int parse_model_stmt(struct parse_state *ps, struct lexer *lx, struct error *err)
+{
+    char buf[64];
+    int rc, pos = 0;
+    if (lx->t.kind != TOK_LPAREN)
+        return syntax_error(lx, lx->t.col, err, "expected '(' after 'Model', found %s", tok_text(&lx->t, buf, sizeof buf));
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    while (lx->t.kind != TOK_RPAREN) {
+        int outputs = pos == 1, col = lx->t.col;
+        if (lx->t.kind == TOK_IDENT && lex_peek(lx) == TOK_EQUALS) {
+            if (tok_is(&lx->t, "outputs"))
+                outputs = 1;
+            else if (tok_is(&lx->t, "inputs"))
+                outputs = 0;
+            else if (tok_is(&lx->t, "name")) {
+                /* The model's name: accepted and not kept (Keras files carry their own). */
+                struct arg ignored;
+                if ((rc = lex_next(lx, err)) || (rc = lex_next(lx, err)) || (rc = parse_value(lx, &ignored, err)))
+                    return rc;
+                goto next;
+            } else
+                return syntax_error(lx, col, err, "Model() takes inputs= and outputs=, not '%.*s'", lx->t.len, lx->t.start);
+            if ((rc = lex_next(lx, err)) || (rc = lex_next(lx, err)))
+                return rc;
+        }
+        int list = lx->t.kind == TOK_LBRACKET, layer, n = 0;
+        if (list && (rc = lex_next(lx, err)))
+            return rc;
+        do {
+            if (n > 0 && (rc = lex_next(lx, err)))
+                return rc;
+            if (list && lx->t.kind == TOK_RBRACKET)
+                break;
+            if ((rc = use_name(ps, lx, &layer, err)))
+                return rc;
+            if (n++ > 0)
+                return syntax_error(lx, lx->t.col, err, "a model has one %s here, not several",
+                                    outputs ? "output" : "input");
+            if (outputs)
+                ps->output = layer;
+            else if (ps->m->layers[layer].ops != &layer_input)
+                return syntax_error(lx, lx->t.col, err, "Model inputs must be the Input, not '%.*s'", lx->t.len,
+                                    lx->t.start);
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        } while (list && lx->t.kind == TOK_COMMA);
+        if (list) {
+            if (lx->t.kind != TOK_RBRACKET)
+                return syntax_error(lx, lx->t.col, err, "expected ']', found %s", tok_text(&lx->t, buf, sizeof buf));
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        }
+    next:
+        pos++;
+        if (lx->t.kind == TOK_COMMA) {
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        } else if (lx->t.kind != TOK_RPAREN) {
+            return syntax_error(lx, lx->t.col, err, "expected ',' or ')', found %s", tok_text(&lx->t, buf, sizeof buf));
+        }
+    }
+    if ((rc = lex_next(lx, err)))
+        return rc;
+    if (lx->t.kind != TOK_END)
+        return syntax_error(lx, lx->t.col, err, "unexpected %s after ')'", tok_text(&lx->t, buf, sizeof buf));
+    ps->model_line = lx->a->line;
+    return ERR_OK;
+}
+
+/* name='...' is every layer's: taken here, before the kind reads its own arguments. Names index the weights
+ * in HDF5 files and are written back as Python identifiers' neighbours, so they are kept to [A-Za-z0-9_.-]. */
+static int take_name_arg(struct args *a, struct layer_spec *spec, int *explicit_name, struct error *err)
+{
+    for (int i = 0; i < a->n; i++) {
+        struct arg *x = &a->a[i];
+        if (strcmp(x->key, "name") != 0)
+            continue;
+        x->used = 1;
+        if (x->type == ARG_NONE)
+            return ERR_OK;
+        if (x->type != ARG_STRING || !x->str[0] || strlen(x->str) >= sizeof spec->name || strcmp(x->str, ".") == 0 ||
+            strspn(x->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != strlen(x->str))
+            return args_error(a, x, err, "name must be a string of letters, digits, '_', '.' or '-' (at most %zu)",
+                              sizeof spec->name - 1);
+        snprintf(spec->name, sizeof spec->name, "%s", x->str);
+        *explicit_name = 1;
+    }
+    return ERR_OK;
+}
+
+/* Parses one non-blank line: `Layer(args)` in a chain file, `x = Layer(args)(inputs)` in a functional one,
+ * or the closing `Model(inputs=..., outputs=...)`. */
+static int add_statement(struct parse_state *ps, const char *line, int len, int lineno, struct error *err)
+{
+    struct model *m = ps->m;
+    struct args a = {.file = ps->file, .line = lineno};
     struct lexer lx = {.s = line, .len = len, .a = &a};
-    int rc;
+    struct tok target = {0};
+    char buf[64];
+    int rc, explicit_name = 0;
+    if ((rc = lex_next(&lx, err)))
+        return rc;
+    int assign = lx.t.kind == TOK_IDENT && lex_peek(&lx) == TOK_EQUALS;
+    if (ps->model_line)
+        return syntax_error(&lx, 1, err, "nothing may follow Model(...)");
+    if (m->n_layers == 0)
+        ps->functional = assign;
+    if (tok_is(&lx.t, "Model") && ps->functional)
+        return lex_next(&lx, err) ? err->code : parse_model_stmt(ps, &lx, err);
+    if (assign) {
+        if (!ps->functional)
+            return syntax_error(&lx, lx.t.col, err, "'%.*s = ...' in a file of one layer a line: write the whole model "
+                                "in functional form (inputs = Input(...) first)", lx.t.len, lx.t.start);
+        target = lx.t;
+        if ((rc = lex_next(&lx, err)) || (rc = lex_next(&lx, err)))
+            return rc;
+        if (tok_is(&lx.t, "Model"))
+            return lex_next(&lx, err) ? err->code : parse_model_stmt(ps, &lx, err);
+    } else if (ps->functional) {
+        return syntax_error(&lx, lx.t.col, err, "expected 'name = Layer(...)(inputs)': this file is functional");
+    }
     if (m->n_layers == MODEL_MAX_LAYERS)
         return syntax_error(&lx, 1, err, "more than %d layers", MODEL_MAX_LAYERS);
-    if ((rc = parse_call(&lx, err)))
+    if ((rc = parse_call_tokens(&lx, err)))
         return rc;
     const struct layer_ops *ops = find_kind(a.layer);
     if (!ops)
@@ -478,48 +713,89 @@ static int add_layer(struct model *m, const char *line, int len, const char *fil
     if (m->n_layers == 0 && ops != &layer_input)
         return syntax_error(&lx, a.col, err, "the first layer must be Input(shape=(H, W, C)), not %s", a.layer);
     if (m->n_layers > 0 && ops == &layer_input)
-        return syntax_error(&lx, a.col, err, "Input is only allowed as the first layer");
+        return syntax_error(&lx, a.col, err, "Input is only allowed as the first layer%s",
+                            ps->functional ? ": a model has one input" : "");
     struct layer_spec *spec = &m->layers[m->n_layers];
     memset(spec, 0, sizeof *spec);
     spec->ops = ops;
     spec->line = lineno;
     spec->index = m->n_layers;
-    if ((rc = ops->parse(spec, &a, err)) || (rc = args_check_unused(&a, err)))
+    if (ps->functional && ops != &layer_input) {
+        if (lx.t.kind != TOK_LPAREN)
+            return syntax_error(&lx, lx.t.col, err, "expected '(' and the layer's input after '%s(...)', found %s",
+                                a.layer, tok_text(&lx.t, buf, sizeof buf));
+        if ((rc = parse_inputs(ps, &lx, spec, err)))
+            return rc;
+    }
+    if (lx.t.kind != TOK_END)
+        return syntax_error(&lx, lx.t.col, err, "unexpected %s after ')': one layer per line",
+                            tok_text(&lx.t, buf, sizeof buf));
+    if ((rc = take_name_arg(&a, spec, &explicit_name, err)) || (rc = ops->parse(spec, &a, err)) ||
+        (rc = args_check_unused(&a, err)))
         return rc;
+    if (ps->functional && (rc = bind(ps, &lx, &target, m->n_layers, err)))
+        return rc;
+    ps->explicit_name[m->n_layers] = (char)explicit_name;
     m->n_layers++;
     return ERR_OK;
 }
 
-/* Keras's unique names: per kind prefix, counting from 1 in model order (conv2d_1, conv2d_2, dense_1). */
-static void assign_names(struct model *m)
+/* Keras's unique names for the layers not named in the file: per kind prefix, counting from 1 in model order
+ * (conv2d_1, conv2d_2, dense_1), skipping names the file gave explicitly. Two layers of one name: an error. */
+static int assign_names(struct model *m, const struct parse_state *ps, struct error *err)
 {
-    int counts[32] = {0};
+    int counts[64] = {0};
     for (int i = 0; i < m->n_layers; i++) {
         struct layer_spec *spec = &m->layers[i];
+        if (ps->explicit_name[i])
+            continue;
         int k = 0;
-        while (layer_kinds[k] && layer_kinds[k] != spec->ops && k < 31)
+        while (layer_kinds[k] && layer_kinds[k] != spec->ops && k < 63)
             k++;
-        snprintf(spec->name, sizeof spec->name, "%s_%d", spec->ops->keras_prefix, ++counts[k]);
+        for (int taken = 1; taken;) {
+            snprintf(spec->name, sizeof spec->name, "%s_%d", spec->ops->keras_prefix, ++counts[k]);
+            taken = 0;
+            for (int j = 0; j < m->n_layers && !taken; j++)
+                taken = j != i && ps->explicit_name[j] && strcmp(m->layers[j].name, spec->name) == 0;
+        }
     }
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(m->layers[i].name, m->layers[j].name) == 0)
+                return error_set(err, ERR_INPUT, "%s:%d: two layers are named '%s' (lines %d and %d)", ps->file,
+                                 m->layers[i].line, m->layers[i].name, m->layers[j].line, m->layers[i].line);
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].explicit_name = ps->explicit_name[i];
+    return ERR_OK;
 }
 
 int model_parse(struct model *m, const char *text, const char *file, struct error *err)
 {
+    struct parse_state *ps = calloc(1, sizeof *ps);
     file = file ? file : "model";
     memset(m, 0, sizeof *m);
+    if (!ps)
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    *ps = (struct parse_state){.m = m, .file = file, .output = -1};
     const char *p = text;
-    int rc;
-    for (int lineno = 1; *p; lineno++) {
+    int rc = ERR_OK;
+    for (int lineno = 1; *p && rc == ERR_OK; lineno++) {
         const char *nl = strchr(p, '\n');
         int len = nl ? (int)(nl - p) : (int)strlen(p);
-        if (!is_blank(p, len) && (rc = add_layer(m, p, len, file, lineno, err)))
-            return rc;
+        if (!is_blank(p, len))
+            rc = add_statement(ps, p, len, lineno, err);
         p += len + (nl != NULL);
     }
-    if (m->n_layers == 0)
-        return error_set(err, ERR_INPUT, "%s: empty model: the first line must be Input(shape=(H, W, C))", file);
-    assign_names(m);
-    return model_infer(m, file, err);
+    if (rc == ERR_OK && m->n_layers == 0)
+        rc = error_set(err, ERR_INPUT, "%s: empty model: the first line must be Input(shape=(H, W, C))", file);
+    if (rc == ERR_OK)
+        rc = assign_names(m, ps, err);
+    if (rc == ERR_OK && ps->functional) {
+        m->functional = 1;
+        rc = model_keep_ancestors(m, ps->output < 0 ? m->n_layers - 1 : ps->output, file, err);
+    }
+    free(ps);
+    return rc ? rc : model_infer(m, file, err);
 }
 
 /* ------------------------------------------------------------------------------------------ model_infer */
@@ -627,15 +903,50 @@ static void assign_offsets(struct model *m)
     m->n_params = offset;
 }
 
-/* m->text: every layer's canonical line, so that model_parse(m->text) rebuilds the same model. */
+/* A layer's name as a tensor name in functional text: itself when it is a Python identifier, else t<index>. */
+static void tensor_name(const struct layer_spec *spec, char *buf, size_t size)
+{
+    const char *n = spec->name;
+    int ident = is_ident_start(n[0]);
+    for (const char *c = n; *c && ident; c++)
+        ident = is_ident_char(*c);
+    if (ident && strcmp(n, "Model") != 0)
+        snprintf(buf, size, "%s", n);
+    else
+        snprintf(buf, size, "t%d", spec->index);
+}
+
+/* One statement of the canonical text into buf: the kind's call with every argument explicit, name='...' when
+ * the file named the layer, and in functional form the assignment and the inputs. Returns what snprintf does. */
+static int statement_text(const struct model *m, const struct layer_spec *spec, char *buf, size_t size)
+{
+    char call[1024], var[64];
+    int n = spec->ops->to_text(spec, call, sizeof call);
+    if (n < 0 || (size_t)n + 64 + sizeof spec->name >= sizeof call || n < 2)
+        return -1;
+    if (spec->explicit_name)
+        snprintf(call + n - 1, sizeof call - (size_t)n + 1, "%sname='%s')", call[n - 2] == '(' ? "" : ", ", spec->name);
+    if (!m->functional)
+        return snprintf(buf, size, "%s", call);
+    tensor_name(spec, var, sizeof var);
+    int used = snprintf(buf, size, "%s = %s", var, call);
+    for (int k = 0; k < spec->n_inputs && used >= 0 && (size_t)used < size; k++) {
+        tensor_name(&m->layers[spec->inputs[k]], var, sizeof var);
+        used += snprintf(buf + used, size - (size_t)used, "%s%s", k == 0 ? (spec->n_inputs > 1 ? "([" : "(") : ", ", var);
+    }
+    if (spec->n_inputs > 0 && used >= 0 && (size_t)used < size)
+        used += snprintf(buf + used, size - (size_t)used, "%s", spec->n_inputs > 1 ? "])" : ")");
+    return used;
+}
+
+/* m->text: every layer's canonical statement, so that model_parse(m->text) rebuilds the same model. */
 static int model_text(struct model *m, const char *file, struct error *err)
 {
     size_t used = 0;
     m->text[0] = '\0';
     for (int i = 0; i < m->n_layers; i++) {
-        const struct layer_spec *spec = &m->layers[i];
         size_t room = sizeof m->text - used;
-        int n = spec->ops->to_text(spec, m->text + used, room);
+        int n = statement_text(m, &m->layers[i], m->text + used, room);
         if (n < 0 || (size_t)n + 2 > room)
             return error_set(err, ERR_INPUT, "%s: model text longer than %zu bytes", file, sizeof m->text - 1);
         used += (size_t)n;
@@ -643,6 +954,72 @@ static int model_text(struct model *m, const char *file, struct error *err)
         m->text[used] = '\0';
     }
     return ERR_OK;
+}
+
+int model_keep_ancestors(struct model *m, int output, const char *file, struct error *err)
+{
+    char keep[MODEL_MAX_LAYERS] = {0};
+    int renum[MODEL_MAX_LAYERS], n = 0, dropped = 0;
+    if (output < 0 || output >= m->n_layers)
+        return error_set(err, ERR_INPUT, "%s: the model's output is not one of its layers", file);
+    keep[output] = 1;
+    for (int i = output; i >= 0; i--)
+        for (int k = 0; keep[i] && k < m->layers[i].n_inputs; k++)
+            if (m->layers[i].inputs[k] >= 0 && m->layers[i].inputs[k] < i)
+                keep[m->layers[i].inputs[k]] = 1;
+    m->warning[0] = '\0';
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!keep[i]) {
+            size_t used = strlen(m->warning);
+            if (dropped++ == 0)
+                snprintf(m->warning, sizeof m->warning, "%s: nothing reads the output of %s", file, m->layers[i].name);
+            else if (used + 40 < sizeof m->warning)
+                snprintf(m->warning + used, sizeof m->warning - used, ", %s", m->layers[i].name);
+            continue;
+        }
+        renum[i] = n;
+        if (n != i)
+            m->layers[n] = m->layers[i];
+        for (int k = 0; k < m->layers[n].n_inputs; k++)
+            m->layers[n].inputs[k] = renum[m->layers[n].inputs[k]];
+        m->layers[n].index = n;
+        n++;
+    }
+    if (dropped) {
+        size_t used = strlen(m->warning);
+        snprintf(m->warning + used, sizeof m->warning - used, ": %s dropped (Keras drops %s too)",
+                 dropped > 1 ? "they are" : "it is", dropped > 1 ? "them" : "it");
+    }
+    m->n_layers = n;
+    if (!keep[0])
+        return error_set(err, ERR_INPUT, "%s: the output does not depend on the Input", file);
+    return ERR_OK;
+}
+
+/* The model-file reader's name for layer i: its kind's prefix and how many of its kind come up to it. */
+static void auto_name(const struct model *m, int i, char *buf, size_t size)
+{
+    int count = 0;
+    for (int j = 0; j <= i; j++)
+        count += m->layers[j].ops == m->layers[i].ops;
+    snprintf(buf, size, "%s_%d", m->layers[i].ops->keras_prefix, count);
+}
+
+void model_mark_explicit_names(struct model *m)
+{
+    char name[64];
+    for (int i = 0; i < m->n_layers; i++) {
+        auto_name(m, i, name, sizeof name);
+        m->layers[i].explicit_name = strcmp(name, m->layers[i].name) != 0;
+    }
+}
+
+int model_is_chain(const struct model *m)
+{
+    for (int i = 1; i < m->n_layers; i++)
+        if (m->layers[i].n_inputs > 1 || (m->layers[i].n_inputs == 1 && m->layers[i].inputs[0] != i - 1))
+            return 0;
+    return 1;
 }
 
 /* The input shapes of spec from its edges; a spec without edges reads the layer before it (a chain). */
@@ -654,10 +1031,17 @@ static int link_inputs(const char *file, struct model *m, struct layer_spec *spe
     }
     if (spec->n_inputs > LAYER_MAX_INPUTS)
         return layer_error(file, spec, err, "more than %d inputs", LAYER_MAX_INPUTS);
+    if (!spec->ops->multi_input && spec->n_inputs != 1)
+        return layer_error(file, spec, err, "%s takes one input, not %d", spec->ops->name, spec->n_inputs);
+    if (spec->ops->multi_input && spec->n_inputs < 2)
+        return layer_error(file, spec, err, "%s needs at least two inputs, not %d", spec->ops->name, spec->n_inputs);
     for (int k = 0; k < spec->n_inputs; k++) {
         if (spec->inputs[k] < 0 || spec->inputs[k] >= spec->index)
             return layer_error(file, spec, err, "input %d is not a layer before it", k + 1);
         spec->ins[k] = m->layers[spec->inputs[k]].out;
+        m->layers[spec->inputs[k]].n_readers++;
+        if (m->layers[spec->inputs[k]].need_diff_src || m->layers[spec->inputs[k]].n_params > 0)
+            spec->need_diff_src = 1;
     }
     spec->in = spec->ins[0];
     return ERR_OK;
@@ -674,6 +1058,10 @@ int model_infer(struct model *m, const char *file, struct error *err)
     int rc;
     m->n_classes = 0;
     for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i].n_readers = 0;
+        m->layers[i].need_diff_src = 0;
+    }
+    for (int i = 0; i < m->n_layers; i++) {
         struct layer_spec *spec = &m->layers[i];
         spec->index = i;
         spec->softmax_in_loss = 0;
@@ -685,8 +1073,14 @@ int model_infer(struct model *m, const char *file, struct error *err)
         if (rc)
             return rc;
     }
+    for (int i = 0; i < m->n_layers - 1; i++)
+        if (m->layers[i].n_readers == 0)
+            return layer_error(file, &m->layers[i], err, "nothing reads its output: a model has one output, the "
+                                                         "last layer");
     if ((rc = check_output(file, m, err)))
         return rc;
+    if (!model_is_chain(m))
+        m->functional = 1;
     assign_offsets(m);
     return model_text(m, file, err);
 }

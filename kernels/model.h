@@ -7,14 +7,18 @@
 
 #include "layer.h"
 
-#define MODEL_MAX_LAYERS 64
+#define MODEL_MAX_LAYERS 256
 
 struct model {
-    int n_layers;                 /* layers[0] is the Input */
+    int n_layers;                 /* layers[0] is the Input, the last is the output; topological order */
     struct layer_spec layers[MODEL_MAX_LAYERS];
     size_t n_params;              /* total parameter count (slab size) */
     int n_classes;                /* units of the final softmax */
-    char text[8192];              /* the model file text, canonical (one layer per line), as reloadable */
+    int functional;               /* written in functional form (`x = Layer(...)(inputs)`), or a graph: the
+                                     text and Keras config keep that form (class Functional) */
+    char warning[512];            /* what the reader dropped (layers whose output nothing reads), for the
+                                     caller to show; empty if nothing */
+    char text[65536];             /* the model file text, canonical (one statement per line), as reloadable */
 };
 
 /* Parses model-file text. `file` names it in messages. Assigns Keras-style unique names, infers shapes and
@@ -38,6 +42,17 @@ extern const char *const model_preset_names[];
  * last layer) and n_classes, then m->text. Also used after building specs from a Keras model_config (each
  * spec needs ops, u, name; line 0 when not from a text file). Errors are "FILE:LINE: NAME: what". */
 int model_infer(struct model *m, const char *file, struct error *err);
+
+/* Keeps the layers whose output reaches layer `output` (which becomes the last) and drops the rest, saying so
+ * in m->warning (Keras drops them silently). Indices in inputs[] are renumbered. Before model_infer. */
+int model_keep_ancestors(struct model *m, int output, const char *file, struct error *err);
+
+/* For a model whose names came from elsewhere (a Keras file): marks the names that differ from the ones the
+ * model-file reader would give (conv2d_1 ...) as explicit, so that the model text keeps them. */
+void model_mark_explicit_names(struct model *m);
+
+/* Whether every layer reads the one before it (a chain: the one-layer-a-line form can write it). */
+int model_is_chain(const struct model *m);
 
 /* Elements of the slab that are moving averages (Keras's non-trainable weights). */
 size_t model_moving_params(const struct model *m);

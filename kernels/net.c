@@ -14,6 +14,9 @@ struct net_plan {
     int n;                      /* batch size of this plan */
     uint64_t created;           /* creation order, to replace the oldest plan */
     struct layer *layers;       /* (n_layers,) layers[0] is the Input and is never run */
+    dnnl_memory_t *acc;         /* (n_layers,) for a layer read by several: the sum of their gradients of its
+                                   output, in its dst layout (owned); NULL for the others */
+    dnnl_memory_t *dy;          /* (n_layers,) backward: the gradient of each layer's output (not owned) */
     float *x;                   /* (n, H, W, C) the batch as floats, scaled by 1/255 */
     dnnl_memory_t x_mem;        /* wraps x, plain nhwc */
     struct loss loss;           /* softmax + cross-entropy on (n, classes) */
@@ -36,6 +39,11 @@ static void plan_destroy(struct net *net, struct net_plan *p)
             if (p->layers[i].ops && !p->layers[i].absorbed && p->layers[i].ops->destroy)
                 p->layers[i].ops->destroy(&p->layers[i]);
     free(p->layers);
+    for (int i = 0; p->acc && i < net->model.n_layers; i++)
+        if (p->acc[i])
+            dnnl_memory_destroy(p->acc[i]);
+    free(p->acc);
+    free(p->dy);
     if (p->x_mem)
         dnnl_memory_destroy(p->x_mem);
     free(p->x);
@@ -49,17 +57,32 @@ static void plan_destroy(struct net *net, struct net_plan *p)
     free(p);
 }
 
+/* Whether layer i's only reader is layer i + 1, reading it as its first input: what the fused kernels, which
+ * run a layer together with the next one, need of the graph. */
+static int sole_reader_is_next(const struct model *m, int i)
+{
+    return i + 1 < m->n_layers && m->layers[i].n_readers == 1 && m->layers[i + 1].n_inputs == 1 &&
+           m->layers[i + 1].inputs[0] == i;
+}
+
 /* Whether layer i's ReLU derivative can move to layer i + 1 (layer.h, relu_bwd_in_next): a Conv2D with a
  * ReLU whose output only a MaxPooling2D reads, and that pooling computes its input's gradient. */
 static int relu_bwd_moves(const struct model *m, int i, int fuse)
 {
     const struct layer_spec *s = &m->layers[i];
-    return fuse && i >= 1 && i + 1 < m->n_layers && s->ops == &layer_conv2d && s->u.conv.act == ACT_RELU &&
-           m->layers[i + 1].ops == &layer_max_pooling2d;
+    return fuse && i >= 1 && sole_reader_is_next(m, i) && s->ops == &layer_conv2d && s->u.conv.act == ACT_RELU &&
+           m->layers[i + 1].ops == &layer_max_pooling2d && m->layers[i + 1].need_diff_src;
 }
 
-/* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. The first
- * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. */
+/* Whether layer i runs backward at all: it has weights, or a layer before it has (its input's gradient). */
+static int runs_backward(const struct layer_spec *s) { return s->n_params > 0 || s->need_diff_src; }
+
+/* The memory that holds layer j's output in this plan (the Input's: the scaled batch). */
+static dnnl_memory_t output_of(const struct net_plan *p, int j) { return j == 0 ? p->x_mem : p->layers[j].dst; }
+
+/* Creates every layer of the plan in model order: each layer's src layouts are its inputs' dst layouts. The first
+ * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. A layer whose
+ * output several layers read gets a buffer where backward sums their gradients. */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
 {
     const struct model *m = &net->model;
@@ -68,27 +91,36 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
     int rc = dnn_md_nhwc(&p->layers[0].dst_md, p->n, in->h, in->w, in->c, err);
     if (rc)
         return rc;
+    if ((rc = dnn_mem(&p->x_mem, &p->layers[0].dst_md, &net->dnn, p->x, err)))
+        return rc;
     for (int i = 1; i < m->n_layers; i++) {
         struct layer *l = &p->layers[i];
         const struct layer_spec *s = &m->layers[i];
-        int pair = fuse && conv_pool_fusable(m, i);
+        int pair = fuse && sole_reader_is_next(m, i) && conv_pool_fusable(m, i);
         l->spec = s;
         l->ops = pair ? &layer_conv_pool : s->ops;
         l->n = p->n;
-        l->src_md = p->layers[i - 1].dst_md;
+        for (int k = 0; k < s->n_inputs; k++) {
+            l->src_mds[k] = p->layers[s->inputs[k]].dst_md;
+            l->srcs[k] = output_of(p, s->inputs[k]);
+        }
+        l->src_md = l->src_mds[0];
         if (s->n_params > 0) {
             l->w = net->params + s->params[0].offset;
             l->dw = net->grads + s->params[0].offset;
         }
         l->relu_bwd_in_next = !pair && relu_bwd_moves(m, i, fuse);
-        l->relu_bwd_of_prev = relu_bwd_moves(m, i - 1, fuse);
-        /* The first layer's input gradient is never used: skip computing it. */
-        if ((rc = l->ops->create(l, &net->dnn, i > 1, err)))
+        l->relu_bwd_of_prev = s->n_inputs == 1 && s->inputs[0] == i - 1 && relu_bwd_moves(m, i - 1, fuse);
+        if ((rc = l->ops->create(l, &net->dnn, s->need_diff_src, err)))
+            return rc;
+        if (s->n_readers > 1 && runs_backward(s) && (rc = dnn_mem(&p->acc[i], &l->dst_md, &net->dnn, NULL, err)))
             return rc;
         if (pair) {
             struct layer *next = &p->layers[++i];
             *next = (struct layer){.spec = &m->layers[i], .ops = m->layers[i].ops, .absorbed = 1, .n = p->n,
                                    .src_md = l->dst_md, .dst_md = l->dst_md, .dst = l->dst};
+            next->src_mds[0] = l->dst_md;
+            next->srcs[0] = l->dst;
         }
     }
     return ERR_OK;
@@ -106,16 +138,16 @@ static int plan_create(struct net *net, int n, struct net_plan **out, struct err
     p->n = n;
     p->created = ++plan_counter;
     p->layers = calloc((size_t)m->n_layers, sizeof *p->layers);
+    p->acc = calloc((size_t)m->n_layers, sizeof *p->acc);
+    p->dy = calloc((size_t)m->n_layers, sizeof *p->dy);
     p->x = malloc(sizeof(float) * (size_t)n * shape_size(in));
     p->dlogits = malloc(sizeof(float) * (size_t)n * classes);
     p->probs = malloc(sizeof(float) * (size_t)n * classes);
-    if (!p->layers || !p->x || !p->dlogits || !p->probs) {
+    if (!p->layers || !p->acc || !p->dy || !p->x || !p->dlogits || !p->probs) {
         rc = error_set(err, ERR_INTERNAL, "out of memory for a batch of %d", n);
         goto fail;
     }
     if ((rc = plan_layers(net, p, err)))
-        goto fail;
-    if ((rc = dnn_mem(&p->x_mem, &p->layers[0].dst_md, &net->dnn, p->x, err)))
         goto fail;
     if ((rc = dnn_md_nc(&p->nc_md, n, classes, err)))
         goto fail;
@@ -265,21 +297,53 @@ static const float *forward(struct net *net, struct net_plan *p, const struct ne
     load_images(p, b->images, (size_t)b->n * shape_size(&m->layers[0].out));
     if (t)
         lap(&t->fwd[0], &t0);
-    dnnl_memory_t src = p->x_mem;
     for (int i = 1; i < m->n_layers; i++) {
         struct layer *l = &p->layers[i];
-        if (!l->absorbed && l->ops->forward(l, ctx, src, err))
+        if (!l->absorbed && l->ops->forward(l, ctx, l->srcs[0], err))
             return NULL;
         if (t) {
             lap(&t->fwd[i], &t0);
             t->absorbed[i] = (char)l->absorbed;
         }
-        src = l->dst;
     }
-    dnnl_memory_t logits = dnn_reorder_run(&p->to_logits, src, &net->dnn, err);
+    dnnl_memory_t logits = dnn_reorder_run(&p->to_logits, output_of(p, m->n_layers - 1), &net->dnn, err);
     if (t)
         lap(&t->loss, &t0);
     return logits ? dnn_ptr(logits) : NULL;
+}
+
+/* The gradient of input k of layer r that r's backward wrote. */
+static dnnl_memory_t diff_of_input(const struct layer *r, int k) { return k == 0 ? r->diff_src : r->diff_srcs[k]; }
+
+/* Sets p->dy[j], the gradient of layer j's output, from the layers that read it (all later, so done): a single
+ * reader's input gradient as it is (an absorbed reader passes on its own output's), else their sum in p->acc[j],
+ * in reader order (the same sum on every rank). */
+static int output_gradient(const struct model *m, struct net_plan *p, int j)
+{
+    float *acc = p->acc[j] ? dnn_ptr(p->acc[j]) : NULL;
+    const size_t n = acc ? dnnl_memory_desc_get_size(&p->layers[j].dst_md) / sizeof(float) : 0;
+    int seen = 0;
+    for (int r = j + 1; r < m->n_layers; r++)
+        for (int k = 0; k < m->layers[r].n_inputs; k++) {
+            if (m->layers[r].inputs[k] != j)
+                continue;
+            const struct layer *rl = &p->layers[r];
+            dnnl_memory_t d = rl->absorbed ? p->dy[r] : diff_of_input(rl, k);
+            if (!acc) {
+                p->dy[j] = d;
+                return ERR_OK;
+            }
+            const float *g = dnn_ptr(d);
+            if (seen++ == 0)
+                memcpy(acc, g, sizeof(float) * n);
+            else {
+#pragma omp parallel for simd schedule(static)
+                for (size_t i = 0; i < n; i++)
+                    acc[i] += g[i];
+            }
+        }
+    p->dy[j] = p->acc[j];
+    return ERR_OK;
 }
 
 static int backward(struct net *net, struct net_plan *p, const struct step_ctx *ctx, struct error *err)
@@ -288,25 +352,27 @@ static int backward(struct net *net, struct net_plan *p, const struct step_ctx *
     struct net_timing *t = net->timing;
     double t0 = t ? now_s() : 0;
     int last = m->n_layers - 1;
-    dnnl_memory_t diff = p->dlogits_mem;
+    p->dy[last] = p->dlogits_mem;
     if (p->from_dlogits.prim) {
-        diff = dnn_reorder_run(&p->from_dlogits, p->dlogits_mem, &net->dnn, err);
-        if (!diff)
+        p->dy[last] = dnn_reorder_run(&p->from_dlogits, p->dlogits_mem, &net->dnn, err);
+        if (!p->dy[last])
             return err->code;
     }
     if (t)
         lap(&t->loss, &t0);
     for (int i = last; i >= 1; i--) {
         struct layer *l = &p->layers[i];
-        dnnl_memory_t src = i == 1 ? p->x_mem : p->layers[i - 1].dst;
+        if (!runs_backward(l->spec))
+            continue; /* nothing before it learns: no gradient to make */
+        if (i < last)
+            output_gradient(m, p, i);
         if (l->absorbed)
-            continue; /* diff is its output's gradient, which the kernel that ran it wants */
-        int rc = l->ops->backward(l, ctx, src, diff, err);
+            continue; /* dy[i] is its output's gradient, which the kernel that ran it wants */
+        int rc = l->ops->backward(l, ctx, l->srcs[0], p->dy[i], err);
         if (rc)
             return rc;
         if (t)
             lap(&t->bwd[i], &t0);
-        diff = l->diff_src;
     }
     return ERR_OK;
 }
@@ -321,7 +387,7 @@ static int each_step_sum(const struct model *m, int (*each)(int k, int count, vo
         for (int j = 1; j < m->n_layers; j++) {
             int i = pass == 0 ? j : m->n_layers - j;
             const struct layer_spec *s = &m->layers[i];
-            int count = s->ops->step_sums ? s->ops->step_sums(s, pass == 0, i > 1) : 0;
+            int count = s->ops->step_sums ? s->ops->step_sums(s, pass == 0, s->need_diff_src) : 0;
             if (count > 0 && (rc = each(k++, count, arg)))
                 return rc;
         }

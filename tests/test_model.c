@@ -380,20 +380,23 @@ static void test_error_from_layers(void **state)
 static void test_error_limits(void **state)
 {
     (void)state;
-    /* 65 layers: one too many. */
-    static char text[65 * 16];
+    /* MODEL_MAX_LAYERS + 1 layers: one too many. */
+    static char text[(MODEL_MAX_LAYERS + 1) * 16];
+    char where[32], what[32];
     strcpy(text, IN);
-    for (int i = 1; i < 65; i++)
+    for (int i = 1; i < MODEL_MAX_LAYERS + 1; i++)
         strcat(text, "Dropout(0.1)\n");
-    parse_fails(text, "model.txt:65:1:", "more than 64 layers");
-    /* 64 layers, the most allowed, with long canonical lines: near the 8 KiB of m->text. */
+    snprintf(where, sizeof where, "model.txt:%d:1:", MODEL_MAX_LAYERS + 1);
+    snprintf(what, sizeof what, "more than %d layers", MODEL_MAX_LAYERS);
+    parse_fails(text, where, what);
+    /* MODEL_MAX_LAYERS layers, the most allowed, with long canonical lines: either it fits or it is refused
+     * cleanly; never truncated silently. */
     strcpy(text, IN);
-    for (int i = 0; i < 61; i++)
+    for (int i = 0; i < MODEL_MAX_LAYERS - 3; i++)
         strcat(text, "Conv2D(1, 1)\n");
     strcat(text, TAIL);
     struct error err = {0};
     int rc = model_parse(&m1, text, "model.txt", &err);
-    /* Either it fits (short canonical lines) or it is refused cleanly; never truncated silently. */
     if (rc == ERR_OK)
         round_trip(text);
     else

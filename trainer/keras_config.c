@@ -125,6 +125,25 @@ static int bn_to_json(const struct layer_spec *s, json_t *c)
     return bad;
 }
 
+static int merge_to_json(const struct layer_spec *s, json_t *c)
+{
+    (void)s;
+    (void)c;
+    return 0;
+}
+
+static int concat_to_json(const struct layer_spec *s, json_t *c)
+{
+    return set(c, "axis", json_integer(s->u.concat.axis));
+}
+
+static int zero_pad_to_json(const struct layer_spec *s, json_t *c)
+{
+    const struct zero_pad_cfg *p = &s->u.pad;
+    int bad = set(c, "padding", json_pack("[[ii][ii]]", p->top, p->bottom, p->left, p->right));
+    return bad | set(c, "data_format", json_string("channels_last"));
+}
+
 /* ---- JSON -> layer arguments ---------------------------------------------------------------------------- */
 
 /* A JSON value as a Keras user wrote it: [2, 2] as (2, 2), strings quoted, null as None. */
@@ -315,7 +334,50 @@ static int bn_from_json(json_t *cfg, struct args *a, const char *where, struct e
     return copy_args(cfg, keys, a, where, err);
 }
 
+static int merge_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    (void)cfg, (void)a, (void)where, (void)err;
+    return ERR_OK;
+}
+
+static int concat_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"axis", NULL};
+    return copy_args(cfg, keys, a, where, err);
+}
+
+/* padding: 1, [1, 2] or [[top, bottom], [left, right]] (what Keras writes). */
+static int zero_pad_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    json_t *p = json_object_get(cfg, "padding");
+    int rc = check_channels_last(cfg, where, err);
+    if (rc || !p)
+        return rc;
+    if (json_is_array(p) && json_array_size(p) == 2 && json_is_array(json_array_get(p, 0))) {
+        struct arg *x = &a->a[a->n];
+        memset(x, 0, sizeof *x);
+        snprintf(x->key, sizeof x->key, "padding");
+        x->type = ARG_TUPLE;
+        x->nested = 1;
+        for (int i = 0; i < 2; i++) {
+            json_t *pr = json_array_get(p, i);
+            if (!json_is_array(pr) || json_array_size(pr) != 2 || !json_is_integer(json_array_get(pr, 0)) ||
+                !json_is_integer(json_array_get(pr, 1)))
+                return unsupported(err, where, "padding", p);
+            x->tuple[x->n_tuple++] = (long)json_integer_value(json_array_get(pr, 0));
+            x->tuple[x->n_tuple++] = (long)json_integer_value(json_array_get(pr, 1));
+        }
+        a->n++;
+        return ERR_OK;
+    }
+    static const char *const keys[] = {"padding", NULL};
+    return copy_args(cfg, keys, a, where, err);
+}
+
 static const struct keras_kind kinds[] = {
+    {&layer_add, merge_to_json, merge_from_json},
+    {&layer_concatenate, concat_to_json, concat_from_json},
+    {&layer_zero_padding2d, zero_pad_to_json, zero_pad_from_json},
     {&layer_conv2d, conv_to_json, conv_from_json},
     {&layer_max_pooling2d, pool_to_json, pool_from_json},
     {&layer_average_pooling2d, pool_to_json, pool_from_json},
@@ -366,7 +428,7 @@ static json_t *layer_to_json(const struct model *m, int i)
     int bad = set(cfg, "name", json_string(s->name));
     bad |= set(cfg, "trainable", json_true());
     /* Keras 2.1 Sequential keeps the input shape on the first layer, not on a separate InputLayer. */
-    if (i == 1) {
+    if (i == 1 && !m->functional) {
         bad |= set(cfg, "batch_input_shape", batch_input_shape(&m->layers[0].out));
         bad |= set(cfg, "dtype", json_string("float32"));
     }
@@ -403,17 +465,67 @@ static int needs_17_digits(json_t *v)
     return 0;
 }
 
-char *keras_config_from_model(const struct model *m)
+/* A functional model's layer entry: the layer as in a Sequential list, plus its name and the one node that
+ * calls it on its inputs ([[name, 0, 0, {}], ...]). layers[0] is the InputLayer. */
+static json_t *graph_layer_to_json(const struct model *m, int i)
+{
+    const struct layer_spec *s = &m->layers[i];
+    json_t *e, *node = json_array();
+    if (i == 0)
+        e = json_pack("{s:s, s:{s:o, s:s, s:b, s:b, s:s}, s:s, s:[]}", "class_name", "InputLayer", "config",
+                      "batch_input_shape", batch_input_shape(&s->out), "dtype", "float32", "sparse", 0, "ragged", 0,
+                      "name", s->name, "name", s->name, "inbound_nodes");
+    else
+        e = layer_to_json(m, i);
+    if (!e || !node)
+        goto fail;
+    for (int k = 0; k < s->n_inputs; k++)
+        if (json_array_append_new(node, json_pack("[si i{}]", m->layers[s->inputs[k]].name, 0, 0)))
+            goto fail;
+    if (set(e, "name", json_string(s->name)) ||
+        set(e, "inbound_nodes", i == 0 ? json_array() : json_pack("[o]", node)))
+        goto fail;
+    if (i == 0)
+        json_decref(node);
+    return e;
+fail:
+    json_decref(node);
+    json_decref(e);
+    return NULL;
+}
+
+/* Class "Functional" (tf.keras 2.4 and later; Keras 2.2 wrote "Model" for the same layout). */
+static json_t *graph_to_json(const struct model *m)
 {
     json_t *list = json_array();
+    if (!list)
+        return NULL;
+    for (int i = 0; i < m->n_layers; i++)
+        if (json_array_append_new(list, graph_layer_to_json(m, i))) {
+            json_decref(list);
+            return NULL;
+        }
+    return json_pack("{s:s, s:{s:s, s:o, s:[[sii]], s:[[sii]]}}", "class_name", "Functional", "config", "name", "model",
+                     "layers", list, "input_layers", m->layers[0].name, 0, 0, "output_layers",
+                     m->layers[m->n_layers - 1].name, 0, 0);
+}
+
+char *keras_config_from_model(const struct model *m)
+{
+    json_t *list = json_array(), *root = NULL;
     char *out = NULL;
     if (!list)
         return NULL;
+    if (m->functional) {
+        root = graph_to_json(m);
+        goto dump;
+    }
     for (int i = 1; i < m->n_layers; i++)
         if (json_array_append_new(list, layer_to_json(m, i)))
             goto done;
     /* "Sequential" with a list as config: what Keras 2.1 and 2.2.0-2.2.2 write and every Keras 2 reads. */
-    json_t *root = json_pack("{s:s, s:O}", "class_name", "Sequential", "config", list);
+    root = json_pack("{s:s, s:O}", "class_name", "Sequential", "config", list);
+dump:
     if (root) {
         int digits = needs_17_digits(root) ? 17 : 15;
         out = json_dumps(root, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
@@ -434,8 +546,8 @@ static int layer_list(json_t *root, json_t **out, const char *file, struct error
     if (!cls)
         return error_set(err, ERR_INPUT, "%s: model_config: no class_name", file);
     if (strcmp(cls, "Sequential") != 0)
-        return error_set(err, ERR_INPUT, "%s: model_config: model class '%s' is not supported (only Sequential)",
-                         file, cls);
+        return error_set(err, ERR_INPUT, "%s: model_config: model class '%s' is not supported (Sequential, Model "
+                         "and Functional are)", file, cls);
     if (json_is_object(cfg))
         cfg = json_object_get(cfg, "layers");
     if (!json_is_array(cfg) || json_array_size(cfg) == 0)
@@ -544,6 +656,160 @@ static int add_layers(struct model *m, json_t *list, const char *file, struct er
     return ERR_OK;
 }
 
+/* ---- JSON -> model, functional ------------------------------------------------------------------------- */
+
+/* The name of a functional layer entry (its own, else its config's). */
+static const char *entry_name(json_t *e)
+{
+    const char *n = json_string_value(json_object_get(e, "name"));
+    return n ? n : json_string_value(json_object_get(json_object_get(e, "config"), "name"));
+}
+
+static int entry_index(json_t *list, const char *name)
+{
+    for (size_t i = 0; name && i < json_array_size(list); i++) {
+        const char *n = entry_name(json_array_get(list, i));
+        if (n && strcmp(n, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* The layers that entry e is called on: Keras 2's inbound_nodes, one node of [name, node, tensor(, kwargs)]
+ * entries. A layer called on several nodes (a shared layer) or on another layer's second output is refused. */
+static int entry_inputs(json_t *list, json_t *e, int *in, int *n, const char *file, struct error *err)
+{
+    json_t *nodes = json_object_get(e, "inbound_nodes"), *node;
+    const char *name = entry_name(e);
+    *n = 0;
+    if (!json_is_array(nodes) || json_array_size(nodes) == 0)
+        return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' is not connected (no inbound_nodes)", file,
+                         name ? name : "?");
+    if (json_array_size(nodes) > 1)
+        return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' is called %zu times (shared layers are not "
+                         "supported)", file, name, json_array_size(nodes));
+    node = json_array_get(nodes, 0);
+    if (json_is_object(node))
+        return error_set(err, ERR_INPUT, "%s: model_config: layer '%s': Keras 3 inbound_nodes are not supported "
+                         "(save with Keras 2 or tf.keras)", file, name);
+    if (!json_is_array(node) || json_array_size(node) == 0 || json_array_size(node) > LAYER_MAX_INPUTS)
+        return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' has malformed inbound_nodes", file, name);
+    for (size_t k = 0; k < json_array_size(node); k++) {
+        json_t *t = json_array_get(node, k);
+        const char *from = json_string_value(json_array_get(t, 0));
+        json_t *ni = json_array_get(t, 1), *ti = json_array_get(t, 2);
+        if (!from || !json_is_integer(ni) || !json_is_integer(ti))
+            return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' has malformed inbound_nodes", file, name);
+        if (json_integer_value(ni) != 0 || json_integer_value(ti) != 0)
+            return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' reads node %lld, tensor %lld of '%s' "
+                             "(shared layers and layers of several outputs are not supported)", file, name,
+                             (long long)json_integer_value(ni), (long long)json_integer_value(ti), from);
+        if ((in[k] = entry_index(list, from)) < 0)
+            return error_set(err, ERR_INPUT, "%s: model_config: layer '%s' reads '%s', which is not a layer of the "
+                             "model", file, name, from);
+        (*n)++;
+    }
+    return ERR_OK;
+}
+
+/* The one [name, 0, 0] of input_layers or output_layers. */
+static int end_layer(json_t *cfg, const char *key, json_t *list, const char *file, struct error *err)
+{
+    json_t *v = json_object_get(cfg, key);
+    if (json_is_array(v) && json_array_size(v) == 1 && json_is_array(json_array_get(v, 0)))
+        v = json_array_get(v, 0);
+    if (!json_is_array(v) || !json_is_string(json_array_get(v, 0)))
+        return error_set(err, ERR_INPUT, "%s: model_config: %s must name one layer (a model with %zu %s is not "
+                         "supported)", file, key, json_is_array(v) ? json_array_size(v) : 0,
+                         strcmp(key, "output_layers") == 0 ? "outputs" : "inputs");
+    int i = entry_index(list, json_string_value(json_array_get(v, 0)));
+    if (i < 0)
+        return error_set(err, ERR_INPUT, "%s: model_config: %s names '%s', which is not a layer of the model", file,
+                         key, json_string_value(json_array_get(v, 0)));
+    return i;
+}
+
+/* Visits entry i after its inputs (depth first), appending it to order[]; state: 0 new, 1 on the path, 2 done. */
+static int visit(json_t *list, int i, char *state, int *order, int *n, const char *file, struct error *err)
+{
+    int in[LAYER_MAX_INPUTS], n_in = 0, rc;
+    if (state[i] == 2)
+        return ERR_OK;
+    if (state[i] == 1)
+        return error_set(err, ERR_INPUT, "%s: model_config: a cycle through layer '%s'", file,
+                         entry_name(json_array_get(list, (size_t)i)));
+    state[i] = 1;
+    json_t *e = json_array_get(list, (size_t)i);
+    const char *cls = json_string_value(json_object_get(e, "class_name"));
+    if (!(cls && strcmp(cls, "InputLayer") == 0) && (rc = entry_inputs(list, e, in, &n_in, file, err)))
+        return rc;
+    for (int k = 0; k < n_in; k++)
+        if ((rc = visit(list, in[k], state, order, n, file, err)))
+            return rc;
+    state[i] = 2;
+    order[(*n)++] = i;
+    return ERR_OK;
+}
+
+/* A Keras 2.2 "Model" or tf.keras "Functional" config: its layers in an order where inputs come first (Keras
+ * lists them so; a file that does not is sorted, and a cycle refused), edges from inbound_nodes. Layers whose
+ * output does not reach the output layer are dropped with a warning, as Keras drops them. */
+static int add_graph(struct model *m, json_t *cfg, const char *file, struct error *err)
+{
+    json_t *list = json_object_get(cfg, "layers");
+    size_t n = json_array_size(list);
+    int input, output, rc, order_n = 0;
+    if (!json_is_array(list) || n < 2)
+        return error_set(err, ERR_INPUT, "%s: model_config: no layers", file);
+    if (n > MODEL_MAX_LAYERS)
+        return error_set(err, ERR_INPUT, "%s: model_config: more than %d layers", file, MODEL_MAX_LAYERS);
+    if ((input = end_layer(cfg, "input_layers", list, file, err)) < 0 ||
+        (output = end_layer(cfg, "output_layers", list, file, err)) < 0)
+        return err->code;
+    json_t *in_entry = json_array_get(list, (size_t)input), *in_cfg = json_object_get(in_entry, "config");
+    const char *in_cls = json_string_value(json_object_get(in_entry, "class_name"));
+    json_t *bis = json_object_get(in_cfg, "batch_input_shape");
+    if (!bis)
+        bis = json_object_get(in_cfg, "batch_shape");
+    if (!in_cls || strcmp(in_cls, "InputLayer") != 0 || !json_is_array(bis))
+        return error_set(err, ERR_INPUT, "%s: model_config: input_layers does not name an InputLayer with a shape", file);
+    for (size_t i = 0; i < n; i++) {
+        const char *cls = json_string_value(json_object_get(json_array_get(list, i), "class_name"));
+        if (cls && strcmp(cls, "InputLayer") == 0 && (int)i != input)
+            return error_set(err, ERR_INPUT, "%s: model_config: a model with several inputs is not supported", file);
+    }
+    char state[MODEL_MAX_LAYERS] = {0};
+    int order[MODEL_MAX_LAYERS], pos[MODEL_MAX_LAYERS];
+    /* Every layer is placed (an unread one is then dropped by model_keep_ancestors, with its warning). */
+    for (size_t i = 0; i < n; i++)
+        if ((rc = visit(list, (int)i, state, order, &order_n, file, err)))
+            return rc;
+    if (order[0] != input) {
+        /* the Input first: it reads nothing, so moving it to the front keeps inputs before readers */
+        int at = 0;
+        while (order[at] != input)
+            at++;
+        memmove(order + 1, order, sizeof(int) * (size_t)at);
+        order[0] = input;
+    }
+    if ((rc = make_input(m, bis, entry_name(in_entry), file, err)))
+        return rc;
+    pos[input] = 0;
+    for (int j = 1; j < order_n; j++) {
+        json_t *e = json_array_get(list, (size_t)order[j]);
+        int in[LAYER_MAX_INPUTS], n_in;
+        if ((rc = entry_inputs(list, e, in, &n_in, file, err)) || (rc = add_layer(m, e, file, err)))
+            return rc;
+        struct layer_spec *s = &m->layers[m->n_layers - 1];
+        s->n_inputs = n_in;
+        for (int k = 0; k < n_in; k++)
+            s->inputs[k] = pos[in[k]];
+        pos[order[j]] = m->n_layers - 1;
+    }
+    m->functional = 1;
+    return model_keep_ancestors(m, pos[output], file, err);
+}
+
 int keras_config_to_model(const char *json, const char *file, struct model *m, struct error *err)
 {
     json_error_t jerr;
@@ -553,9 +819,18 @@ int keras_config_to_model(const char *json, const char *file, struct model *m, s
     if (!root)
         return error_set(err, ERR_INPUT, "%s: model_config: invalid JSON at line %d, column %d: %s", file,
                          jerr.line, jerr.column, jerr.text);
+    const char *cls = json_string_value(json_object_get(root, "class_name"));
+    json_t *cfg = json_object_get(root, "config");
+    if (cls && (strcmp(cls, "Model") == 0 || strcmp(cls, "Functional") == 0))
+        rc = json_is_object(cfg) ? add_graph(m, cfg, file, err)
+                                 : error_set(err, ERR_INPUT, "%s: model_config: %s without a config", file, cls);
+    else if ((rc = layer_list(root, &list, file, err)) == ERR_OK)
+        rc = add_layers(m, list, file, err);
     /* model_infer also writes m->text, the canonical model file of what was read. */
-    if ((rc = layer_list(root, &list, file, err)) == ERR_OK && (rc = add_layers(m, list, file, err)) == ERR_OK)
+    if (rc == ERR_OK) {
+        model_mark_explicit_names(m);
         rc = model_infer(m, file, err);
+    }
     json_decref(root);
     return rc;
 }
