@@ -5,6 +5,7 @@
 #include <string.h>
 
 const char *const activation_names[] = {"linear", "relu", "softmax", "sigmoid", "tanh", NULL};
+const char *const initializer_names[] = {"glorot_uniform", "glorot_normal", "he_normal", "he_uniform", NULL};
 
 const struct layer_ops *const layer_kinds[] = {
     &layer_input,   &layer_conv2d,  &layer_max_pooling2d,
@@ -29,6 +30,38 @@ void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double 
     double limit = sqrt(6.0 / (double)(fan_in + fan_out));
     for (size_t i = 0; i < n; i++)
         w[i] = (float)((2.0 * rnd(state) - 1.0) * limit);
+}
+
+/* A standard normal from two uniforms (Box-Muller: one draw each, so the stream is a function of the seed). */
+static double normal(double (*rnd)(void *), void *state)
+{
+    double u = rnd(state), v = rnd(state);
+    return sqrt(-2.0 * log(1.0 - u)) * cos(6.283185307179586 * v);
+}
+
+void layer_init_weights(float *w, size_t n, enum initializer init, long fan_in, long fan_out, double (*rnd)(void *),
+                        void *state)
+{
+    int he = init == INIT_HE_NORMAL || init == INIT_HE_UNIFORM;
+    double fan = he ? (double)fan_in : 0.5 * (double)(fan_in + fan_out), scale = he ? 2.0 : 1.0;
+    if (init == INIT_GLOROT_UNIFORM) {
+        layer_glorot_uniform(w, n, fan_in, fan_out, rnd, state);
+        return;
+    }
+    if (init == INIT_HE_UNIFORM) {
+        double limit = sqrt(3.0 * scale / fan);
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)((2.0 * rnd(state) - 1.0) * limit);
+        return;
+    }
+    double stddev = sqrt(scale / fan) / 0.87962566103423978;
+    for (size_t i = 0; i < n; i++) {
+        double z;
+        do
+            z = normal(rnd, state);
+        while (z < -2.0 || z > 2.0);
+        w[i] = (float)(z * stddev);
+    }
 }
 
 int layer_out_size(int in, int k, int s, int same)

@@ -30,10 +30,15 @@ static inline long shape_size(const struct shape *s) { return (long)s->h * s->w 
 struct regularizer {
     double l1, l2;
 };
+/* kernel_initializer: Keras's names, indexed by initializer_names; glorot_uniform is Keras's default. He's are
+ * the ResNets' (Keras's cifar10_resnet.py uses he_normal). */
+enum initializer { INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL, INIT_HE_NORMAL, INIT_HE_UNIFORM };
+extern const char *const initializer_names[];
 struct conv_cfg {
     int filters, kh, kw, sh, sw, same, use_bias;
     enum activation act;
     struct regularizer kernel_reg;
+    int kernel_init;        /* enum initializer */
 };
 struct pool_cfg {
     int ph, pw, sh, sw, same;
@@ -42,6 +47,7 @@ struct dense_cfg {
     int units, use_bias;
     enum activation act;
     struct regularizer kernel_reg;
+    int kernel_init;        /* enum initializer */
 };
 struct concat_cfg {
     int axis;               /* as written: -1 or 3 (channels) */
@@ -219,6 +225,11 @@ extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, la
 
 /* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
 void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);
+/* Keras's VarianceScaling as tf.keras 2 defines it: scale / fan (fan_in, or the mean of both fans for Glorot);
+ * normal: a normal truncated at two standard deviations, stddev sqrt(scale / fan) / 0.8796 (the truncated
+ * normal's own deviation corrected); uniform: U(-sqrt(3 scale / fan), +). */
+void layer_init_weights(float *w, size_t n, enum initializer init, long fan_in, long fan_out, double (*rnd)(void *),
+                        void *state);
 
 /* Keras conv/pool output size and the oneDNN padding for `same`: Keras/TF puts the extra row/column of an
  * even total padding at the bottom/right. */

@@ -76,7 +76,8 @@ void layer_init_kernel_bias(const struct layer_spec *spec, float *w, long fan_in
                             double (*rnd)(void *), void *state)
 {
     const struct param_info *k = &spec->params[0];
-    layer_glorot_uniform(w, k->size, fan_in, fan_out, rnd, state);
+    int init = spec->ops == &layer_conv2d ? spec->u.conv.kernel_init : spec->u.dense.kernel_init;
+    layer_init_weights(w, k->size, (enum initializer)init, fan_in, fan_out, rnd, state);
     if (spec->n_params > 1) {
         float *b = w + (spec->params[1].offset - k->offset);
         memset(b, 0, sizeof(float) * spec->params[1].size);

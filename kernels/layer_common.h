@@ -31,7 +31,7 @@ int layer_infer_same_shape(struct layer_spec *spec, struct error *err);
 /* Fills p with the name, the Keras dims and their product (p->offset is left 0: the network sets it). */
 void layer_set_param(struct param_info *p, const char *name, int rank, const long *dims);
 
-/* Keras's default initializers for a (kernel, optional bias) layer: params[0] glorot_uniform with the given
+/* The initializers of a Conv2D or Dense (kernel, optional bias): params[0] by its kernel_initializer with the given
  * fans, params[1] zeros. w points at params[0]: the offsets in spec are slab offsets, used relative to it. */
 void layer_init_kernel_bias(const struct layer_spec *spec, float *w, long fan_in, long fan_out,
                             double (*rnd)(void *), void *state);

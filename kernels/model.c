@@ -1,4 +1,5 @@
-/* model.c: the model-file reader (Keras call syntax, one layer per line), the presets, and shape inference. */
+/* model.c: the model-file reader (Keras call syntax: one layer a line, or functional statements) and shape
+ * inference. */
 #include "model.h"
 #include "optim.h"
 
@@ -11,62 +12,6 @@
 
 /* A model file is a few lines; anything bigger is almost certainly not one (a dataset passed by mistake). */
 #define MODEL_FILE_MAX (64 * 1024)
-
-/* ------------------------------------------------------------------------------------------ presets */
-
-/* The classic Keras CIFAR-10 tutorial network: SPEC.md's text, byte for byte. */
-static const char preset_cifar10_cnn[] =
-    "Input(shape=(32, 32, 3))\n"
-    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Dropout(0.3)\n"
-    "Flatten()\n"
-    "Dense(500, activation='relu')\n"
-    "Dropout(0.4)\n"
-    "Dense(10, activation='softmax')\n";
-
-/* The same stack on Fashion-MNIST: pools floor 28 -> 14 -> 7 -> 3, so Flatten gives 3*3*64 = 576. */
-static const char preset_fashion_cnn[] =
-    "Input(shape=(28, 28, 1))\n"
-    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Dropout(0.3)\n"
-    "Flatten()\n"
-    "Dense(500, activation='relu')\n"
-    "Dropout(0.4)\n"
-    "Dense(10, activation='softmax')\n";
-
-/* The PyTorch peer's `fashion-gap` (shared/peers/pytorch_cnn.py), so the two can be compared: Fashion-MNIST
- * input, the same three same-padded 2x2 ReLU convolutions with pooling after the first two only, then global
- * average pooling of the 7x7x64 map straight into Dense(10). No dropout and no Dense(500): 11,066 weights. */
-static const char preset_gap_cnn[] =
-    "Input(shape=(28, 28, 1))\n"
-    "Conv2D(filters=16, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=32, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "MaxPooling2D(pool_size=2)\n"
-    "Conv2D(filters=64, kernel_size=2, strides=1, padding='same', activation='relu')\n"
-    "GlobalAveragePooling2D()\n"
-    "Dense(10, activation='softmax')\n";
-
-const char *const model_preset_names[] = {"cifar10-cnn", "fashion-cnn", "gap-cnn", NULL};
-static const char *const preset_texts[] = {preset_cifar10_cnn, preset_fashion_cnn, preset_gap_cnn};
-
-const char *model_preset_text(const char *name)
-{
-    for (int i = 0; name && model_preset_names[i]; i++)
-        if (strcmp(name, model_preset_names[i]) == 0)
-            return preset_texts[i];
-    return NULL;
-}
 
 /* ------------------------------------------------------------------------------------------ lexer */
 
@@ -1130,7 +1075,7 @@ fail:
         fclose(f);
     free(buf);
     return error_set(err, ERR_INPUT, "%s: cannot read: %s%s", path, strerror(rc),
-                     rc == ENOENT && looks_like_preset(path) ? " (presets: cifar10-cnn, fashion-cnn, gap-cnn)" : "");
+                     rc == ENOENT && looks_like_preset(path) ? " (presets: cifar10-cnn, fashion-cnn, gap-cnn, resnet20, fashion-resnet)" : "");
 }
 
 int model_load(struct model *m, const char *name_or_path, struct error *err)

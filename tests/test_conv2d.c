@@ -29,7 +29,7 @@ static struct layer_spec conv_spec(const struct conv_case *k)
     snprintf(s.name, sizeof s.name, "conv2d_1");
     s.line = 3;
     s.index = 1;
-    s.u.conv = (struct conv_cfg){k->filters, k->kh, k->kw, k->sh, k->sw, k->same, k->use_bias, k->act, {0, 0}};
+    s.u.conv = (struct conv_cfg){k->filters, k->kh, k->kw, k->sh, k->sw, k->same, k->use_bias, k->act, {0, 0}, INIT_GLOROT_UNIFORM};
     s.in = (struct shape){3, k->h, k->w, k->c};
     return s;
 }

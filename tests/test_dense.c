@@ -22,7 +22,7 @@ static struct layer_spec dense_spec(int in, int units, int use_bias, enum activa
     snprintf(s.name, sizeof s.name, "dense_1");
     s.line = 7;
     s.index = 2;
-    s.u.dense = (struct dense_cfg){units, use_bias, act, {0, 0}};
+    s.u.dense = (struct dense_cfg){units, use_bias, act, {0, 0}, INIT_GLOROT_UNIFORM};
     s.in = (struct shape){1, 1, 1, in};
     return s;
 }
@@ -394,7 +394,7 @@ static void test_flatten_after_conv(void **state)
     memset(&cs, 0, sizeof cs);
     cs.ops = &layer_conv2d;
     snprintf(cs.name, sizeof cs.name, "conv2d_1");
-    cs.u.conv = (struct conv_cfg){c, 2, 2, 1, 1, 1, 1, ACT_RELU, {0, 0}};
+    cs.u.conv = (struct conv_cfg){c, 2, 2, 1, 1, 1, 1, ACT_RELU, {0, 0}, INIT_GLOROT_UNIFORM};
     cs.in = (struct shape){3, h, w, 3};
     struct lc conv;
     lc_setup(&conv, &cs, n, 2);

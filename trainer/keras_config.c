@@ -33,12 +33,23 @@ static json_t *activation(enum activation act)
     return json_string(activation_names[act]);
 }
 
-/* Keras 2's glorot_uniform is serialised as the VarianceScaling it is an alias of. */
-static int initializers_and_nulls(json_t *c)
+/* The VarianceScaling settings of each initializer (Keras 2 serialises glorot_* and he_* as VarianceScaling). */
+static const struct {
+    double scale;
+    const char *mode, *distribution;
+} variance_scaling[] = {
+    [INIT_GLOROT_UNIFORM] = {1.0, "fan_avg", "uniform"},
+    [INIT_GLOROT_NORMAL] = {1.0, "fan_avg", "truncated_normal"},
+    [INIT_HE_NORMAL] = {2.0, "fan_in", "truncated_normal"},
+    [INIT_HE_UNIFORM] = {2.0, "fan_in", "uniform"},
+};
+
+static int initializers_and_nulls(json_t *c, int init)
 {
     int bad = set(c, "kernel_initializer",
                   json_pack("{s:s, s:{s:f, s:s, s:s, s:n}}", "class_name", "VarianceScaling", "config", "scale",
-                            1.0, "mode", "fan_avg", "distribution", "uniform", "seed"));
+                            variance_scaling[init].scale, "mode", variance_scaling[init].mode, "distribution",
+                            variance_scaling[init].distribution, "seed"));
     bad |= set(c, "bias_initializer", json_pack("{s:s, s:{}}", "class_name", "Zeros", "config"));
     static const char *const nulls[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
                                         "kernel_constraint", "bias_constraint"};
@@ -58,7 +69,7 @@ static int conv_to_json(const struct layer_spec *s, json_t *c)
     bad |= set(c, "dilation_rate", pair(1, 1));
     bad |= set(c, "activation", activation(k->act));
     bad |= set(c, "use_bias", json_boolean(k->use_bias));
-    return bad | initializers_and_nulls(c);
+    return bad | initializers_and_nulls(c, k->kernel_init);
 }
 
 static int pool_to_json(const struct layer_spec *s, json_t *c)
@@ -91,7 +102,7 @@ static int dense_to_json(const struct layer_spec *s, json_t *c)
     int bad = set(c, "units", json_integer(d->units));
     bad |= set(c, "activation", activation(d->act));
     bad |= set(c, "use_bias", json_boolean(d->use_bias));
-    return bad | initializers_and_nulls(c);
+    return bad | initializers_and_nulls(c, d->kernel_init);
 }
 
 static int dropout_to_json(const struct layer_spec *s, json_t *c)
@@ -255,6 +266,44 @@ static int check_activation(json_t *cfg, const char *where, struct error *err)
     return unsupported(err, where, "activation", v);
 }
 
+/* kernel_initializer as one of the names the layers take: VarianceScaling by its settings, or the class names
+ * Keras also writes (GlorotUniform, he_normal ...). Others (RandomNormal, Orthogonal ...) only matter when training
+ * from scratch; they are read as Keras's default, glorot_uniform. */
+static int initializer_from_json(json_t *cfg, struct args *a)
+{
+    json_t *v = json_object_get(cfg, "kernel_initializer"), *c = json_object_get(v, "config");
+    const char *cls = json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "class_name"));
+    static const char *const aliases[][2] = {{"GlorotUniform", "glorot_uniform"}, {"GlorotNormal", "glorot_normal"},
+                                             {"HeNormal", "he_normal"}, {"HeUniform", "he_uniform"}};
+    const char *name = NULL;
+    if (!cls)
+        return ERR_OK;
+    for (int i = 0; initializer_names[i]; i++)
+        if (strcmp(cls, initializer_names[i]) == 0)
+            name = initializer_names[i];
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcmp(cls, aliases[i][0]) == 0)
+            name = aliases[i][1];
+    if (strcmp(cls, "VarianceScaling") == 0) {
+        const char *mode = json_string_value(json_object_get(c, "mode"));
+        const char *dist = json_string_value(json_object_get(c, "distribution"));
+        double scale = json_number_value(json_object_get(c, "scale"));
+        for (int i = 0; mode && dist && i <= INIT_HE_UNIFORM; i++)
+            if (scale == variance_scaling[i].scale && strcmp(mode, variance_scaling[i].mode) == 0 &&
+                (strcmp(dist, variance_scaling[i].distribution) == 0 ||
+                 (strcmp(dist, "normal") == 0 && strcmp(variance_scaling[i].distribution, "truncated_normal") == 0)))
+                name = initializer_names[i];
+    }
+    if (!name || strcmp(name, "glorot_uniform") == 0)
+        return ERR_OK;
+    struct arg *x = &a->a[a->n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "kernel_initializer");
+    x->type = ARG_STRING;
+    snprintf(x->str, sizeof x->str, "%s", name);
+    return ERR_OK;
+}
+
 static int conv_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
 {
     static const char *const keys[] = {"filters", "kernel_size", "strides", "padding", "activation",
@@ -267,7 +316,7 @@ static int conv_from_json(json_t *cfg, struct args *a, const char *where, struct
         rc = require(cfg, "dilation_rate", pair(1, 1), where, err);
     if (!rc)
         rc = check_activation(cfg, where, err);
-    return rc ? rc : copy_args(cfg, keys, a, where, err);
+    return rc ? rc : (rc = copy_args(cfg, keys, a, where, err)) ? rc : initializer_from_json(cfg, a);
 }
 
 static int pool_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
@@ -295,7 +344,7 @@ static int dense_from_json(json_t *cfg, struct args *a, const char *where, struc
 {
     static const char *const keys[] = {"units", "activation", "use_bias", NULL};
     int rc = check_activation(cfg, where, err);
-    return rc ? rc : copy_args(cfg, keys, a, where, err);
+    return rc ? rc : (rc = copy_args(cfg, keys, a, where, err)) ? rc : initializer_from_json(cfg, a);
 }
 
 static int dropout_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
@@ -712,20 +761,24 @@ static int entry_inputs(json_t *list, json_t *e, int *in, int *n, const char *fi
     return ERR_OK;
 }
 
-/* The one [name, 0, 0] of input_layers or output_layers. */
+/* The index of the one [name, 0, 0] of input_layers or output_layers; -1 (err set) if it is not that. */
 static int end_layer(json_t *cfg, const char *key, json_t *list, const char *file, struct error *err)
 {
     json_t *v = json_object_get(cfg, key);
     if (json_is_array(v) && json_array_size(v) == 1 && json_is_array(json_array_get(v, 0)))
         v = json_array_get(v, 0);
-    if (!json_is_array(v) || !json_is_string(json_array_get(v, 0)))
-        return error_set(err, ERR_INPUT, "%s: model_config: %s must name one layer (a model with %zu %s is not "
-                         "supported)", file, key, json_is_array(v) ? json_array_size(v) : 0,
-                         strcmp(key, "output_layers") == 0 ? "outputs" : "inputs");
+    if (!json_is_array(v) || !json_is_string(json_array_get(v, 0))) {
+        error_set(err, ERR_INPUT, "%s: model_config: %s must name one layer (a model with %zu %s is not supported)",
+                  file, key, json_is_array(v) ? json_array_size(v) : 0,
+                  strcmp(key, "output_layers") == 0 ? "outputs" : "inputs");
+        return -1;
+    }
     int i = entry_index(list, json_string_value(json_array_get(v, 0)));
-    if (i < 0)
-        return error_set(err, ERR_INPUT, "%s: model_config: %s names '%s', which is not a layer of the model", file,
-                         key, json_string_value(json_array_get(v, 0)));
+    if (i < 0) {
+        error_set(err, ERR_INPUT, "%s: model_config: %s names '%s', which is not a layer of the model", file, key,
+                  json_string_value(json_array_get(v, 0)));
+        return -1;
+    }
     return i;
 }
 
