@@ -108,6 +108,11 @@ static void conv_init_params(const struct layer_spec *spec, float *w, double (*r
     layer_init_kernel_bias(spec, w, field * k->dims[2], field * k->dims[3], rnd, state);
 }
 
+static double conv_forward_macs(const struct layer_spec *s)
+{
+    return (double)shape_size(&s->out) * s->u.conv.kh * s->u.conv.kw * s->in.c;
+}
+
 /* ---- runtime ---------------------------------------------------------------------------------------- */
 
 /* oneDNN's shapes of this convolution, with Keras's 'same' padding (extra row/column bottom/right). Data is
@@ -196,4 +201,5 @@ const struct layer_ops layer_conv2d = {
     .destroy = weighted_destroy,
     .init_params = conv_init_params,
     .to_text = conv_to_text,
+    .forward_macs = conv_forward_macs,
 };

@@ -62,6 +62,8 @@ static void dense_init_params(const struct layer_spec *spec, float *w, double (*
     layer_init_kernel_bias(spec, w, k->dims[0], k->dims[1], rnd, state);
 }
 
+static double dense_forward_macs(const struct layer_spec *s) { return (double)s->in.c * s->u.dense.units; }
+
 /* ---- runtime ---------------------------------------------------------------------------------------- */
 
 /* oneDNN's shapes of this inner product. The source keeps the rank the previous layer gave it (a global
@@ -171,5 +173,6 @@ const struct layer_ops layer_dense = {
     .backward = weighted_backward,
     .destroy = weighted_destroy,
     .init_params = dense_init_params,
+    .forward_macs = dense_forward_macs,
     .to_text = dense_to_text,
 };

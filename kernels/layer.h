@@ -209,6 +209,9 @@ struct layer_ops {
     /* How many doubles a training forward (forward = 1) or backward sums over the ranks through ctx->sum, in
      * one call; 0 for none. NULL for kinds that never call it (all but BatchNormalization). */
     int (*step_sums)(const struct layer_spec *spec, int forward, int need_diff_src);
+    /* Multiply-adds of one image's forward pass (bench's FLOP count: 2 x 3 x this for a training step, as the
+     * peer counts); NULL: none worth counting (pooling, activations, copies). */
+    double (*forward_macs)(const struct layer_spec *spec);
     /* 1: the kind reads two or more tensors (Add, Concatenate: struct layer's srcs[] and diff_srcs[]); 0: one. */
     int multi_input;
 };

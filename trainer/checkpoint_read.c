@@ -377,6 +377,14 @@ static int load_layer(const struct weights_file *wf, const struct file_layer *fl
     return rc;
 }
 
+static const struct file_layer *file_layer_named(const struct weights_file *wf, const char *name)
+{
+    for (int i = 0; i < wf->n; i++)
+        if (strcmp(wf->layers[i].name, name) == 0)
+            return &wf->layers[i];
+    return NULL;
+}
+
 static int count_weight_layers(const struct model *m)
 {
     int n = 0;
@@ -403,9 +411,18 @@ int checkpoint_read_weights(const char *path, struct net *net, struct error *err
                                        "weights", path, wf.n, count_weight_layers(m));
         goto fail;
     }
-    for (int i = 1; i < m->n_layers; i++)
-        if (m->layers[i].n_params > 0 && (rc = load_layer(&wf, &wf.layers[k++], &m->layers[i], slab, path, err)))
+    /* By name when every layer with weights finds its own (a graph's layers may be listed in another
+     * topological order than the file's), else by order as Keras's load_model pairs them. */
+    int by_name = 1;
+    for (int i = 1; i < m->n_layers && by_name; i++)
+        by_name = m->layers[i].n_params == 0 || file_layer_named(&wf, m->layers[i].name) != NULL;
+    for (int i = 1; i < m->n_layers; i++) {
+        if (m->layers[i].n_params == 0)
+            continue;
+        const struct file_layer *fl = by_name ? file_layer_named(&wf, m->layers[i].name) : &wf.layers[k++];
+        if ((rc = load_layer(&wf, fl, &m->layers[i], slab, path, err)))
             goto fail;
+    }
     memcpy(net->params, slab, sizeof *slab * net->n_params);
 fail:
     weights_file_close(&wf);

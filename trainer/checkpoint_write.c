@@ -15,6 +15,7 @@
 
 /* What the files claim to be: the Keras whose layout they follow (2.1.6 reads and writes this layout). */
 #define KERAS_VERSION "2.1.6"
+#define KERAS_VERSION_FUNCTIONAL "2.4.0"
 #define KERAS_BACKEND "tensorflow"
 
 /* The first failure of a write, with the reason, taken at once: every later HDF5 call clears the stack. */
@@ -184,7 +185,9 @@ static int write_root(struct writer *w, const struct model *m, const struct opti
         snprintf(w->why, sizeof w->why, "cannot describe the model as Keras JSON (out of memory?)");
         goto done;
     }
-    if (put_string(w, w->file, "keras_version", KERAS_VERSION) || put_string(w, w->file, "backend", KERAS_BACKEND) ||
+    /* Class Functional is what tf.keras 2.4 and later write and read; a Sequential is read by every Keras 2. */
+    const char *version = m->functional ? KERAS_VERSION_FUNCTIONAL : KERAS_VERSION;
+    if (put_string(w, w->file, "keras_version", version) || put_string(w, w->file, "backend", KERAS_BACKEND) ||
         put_string(w, w->file, "model_config", config) ||
         (training && put_string(w, w->file, "training_config", training)))
         goto done;
@@ -237,7 +240,8 @@ static int write_weights(struct writer *w, const struct net *net)
     for (int i = 1; i < m->n_layers; i++)
         names[i - 1] = m->layers[i].name;
     if (g < 0 || put_names(w, g, "layer_names", names, m->n_layers - 1) ||
-        put_string(w, g, "backend", KERAS_BACKEND) || put_string(w, g, "keras_version", KERAS_VERSION))
+        put_string(w, g, "backend", KERAS_BACKEND) ||
+        put_string(w, g, "keras_version", m->functional ? KERAS_VERSION_FUNCTIONAL : KERAS_VERSION))
         goto done;
     for (int i = 1; i < m->n_layers; i++)
         if (write_layer(w, g, &m->layers[i], net->params))

@@ -1,5 +1,6 @@
 /* cli.c: option parsing and error printing shared by the commands. */
 #include "cli.h"
+#include "model.h"
 #include "dist.h"
 #include "progress.h"
 
@@ -16,6 +17,14 @@ static int rank_;
 
 void cli_set_rank(int rank) { rank_ = rank; }
 int cli_is_root(void) { return rank_ == 0; }
+
+void cli_warn_model(const struct model *m)
+{
+    if (rank_ == 0 && m->warning[0]) {
+        progress_interrupt();
+        fprintf(stderr, "trainer: warning: %s\n", m->warning);
+    }
+}
 
 void cli_print_error(const struct error *e)
 {

@@ -16,6 +16,10 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
  * has it prints its message, so an error seen by one rank alone stops every rank and shows once. */
 int cli_agree(int rc, const struct error *err);
 
+struct model;
+/* Rank 0 prints "trainer: warning: ..." for what the model reader dropped (model.warning), if anything. */
+void cli_warn_model(const struct model *m);
+
 /* Only rank 0 prints usage errors and help (every rank parses the same command line). */
 void cli_set_rank(int rank);
 int cli_is_root(void);

@@ -120,17 +120,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 }
 
 /* Training FLOPs of one image, counted as the peer counts them: 3 x the forward multiply-adds x 2 of the
- * Conv2D and Dense layers (forward, gradient of the input, gradient of the weights). */
+ * layers that count them (Conv2D and Dense: forward, gradient of the input, gradient of the weights). */
 static double train_flops_per_image(const struct model *m)
 {
     double macs = 0;
-    for (int i = 1; i < m->n_layers; i++) {
-        const struct layer_spec *s = &m->layers[i];
-        if (s->ops == &layer_conv2d)
-            macs += (double)shape_size(&s->out) * s->u.conv.kh * s->u.conv.kw * s->in.c;
-        else if (s->ops == &layer_dense)
-            macs += (double)s->in.c * s->u.dense.units;
-    }
+    for (int i = 1; i < m->n_layers; i++)
+        if (m->layers[i].ops->forward_macs)
+            macs += m->layers[i].ops->forward_macs(&m->layers[i]);
     return 3.0 * 2.0 * macs;
 }
 
@@ -214,6 +210,8 @@ static int setup(struct bench *b, struct error *err)
         return rc;
     rc = cli_is_hdf5(b->o.model) ? checkpoint_read_model(b->o.model, &b->model, err)
                              : model_load(&b->model, b->o.model, err);
+    if (rc == ERR_OK)
+        cli_warn_model(&b->model);
     if (rc || (rc = net_create(&b->net, &b->model, err)))
         return rc;
     net_init_params(b->net, 1);

@@ -182,9 +182,13 @@ static int load_model(struct run *r, struct error *err)
     const struct train_opts *o = &r->o;
     struct model *given = NULL;
     int rc;
-    if (!o->resume)
-        return cli_is_hdf5(o->model) ? checkpoint_read_model(o->model, &r->model, err)
-                                 : model_load(&r->model, o->model, err);
+    if (!o->resume) {
+        rc = cli_is_hdf5(o->model) ? checkpoint_read_model(o->model, &r->model, err)
+                                   : model_load(&r->model, o->model, err);
+        if (rc == ERR_OK)
+            cli_warn_model(&r->model);
+        return rc;
+    }
     if ((rc = checkpoint_read_model(o->resume, &r->model, err)) || !o->model)
         return rc;
     if (!(given = malloc(sizeof *given)))

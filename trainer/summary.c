@@ -51,11 +51,18 @@ static void rule(FILE *out, int width, char c)
     fputc('\n', out);
 }
 
+/* Keras's "Connected to" of input k: "conv2d_1[0][0]" (layer, node, tensor; each layer here has one of each). */
+static void input_label(const struct model *m, const struct layer_spec *s, int k, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s[0][0]", m->layers[s->inputs[k]].name);
+}
+
 void summary_print(FILE *out, const struct model *m, const char *name)
 {
-    char label[96], shape[64], count[32];
-    /* Keras's minimum widths (65 columns in all); longer names widen the column instead of being cut. */
-    int w_label = 29, w_shape = 26, w_params = 10;
+    char label[96], shape[64], count[32], from[80];
+    /* Keras's minimum widths (65 columns in all; 98 with "Connected to", which only functional models have);
+     * longer names widen the column instead of being cut. */
+    int w_label = 29, w_shape = 26, w_params = 10, w_from = m->functional ? 33 : 0;
     for (int i = 0; i < m->n_layers; i++) {
         layer_label(&m->layers[i], label, sizeof label);
         shape_label(&m->layers[i].out, shape, sizeof shape);
@@ -63,17 +70,26 @@ void summary_print(FILE *out, const struct model *m, const char *name)
         w_label = l > w_label ? l : w_label;
         w_shape = s > w_shape ? s : w_shape;
     }
-    int width = w_label + w_shape + w_params;
+    int width = w_label + w_shape + w_params + (w_from ? w_from + 2 : 0);
     if (name)
         fprintf(out, "Model: %s\n", name);
     rule(out, width, '_');
-    fprintf(out, "%-*s%-*s%*s\n", w_label, "Layer (type)", w_shape, "Output Shape", w_params, "Param #");
+    fprintf(out, "%-*s%-*s%*s", w_label, "Layer (type)", w_shape, "Output Shape", w_params, "Param #");
+    fprintf(out, w_from ? "  Connected to\n" : "\n");
     rule(out, width, '=');
     for (int i = 0; i < m->n_layers; i++) {
         const struct layer_spec *s = &m->layers[i];
         layer_label(s, label, sizeof label);
         shape_label(&s->out, shape, sizeof shape);
-        fprintf(out, "%-*s%-*s%*zu\n", w_label, label, w_shape, shape, w_params, layer_params(s));
+        fprintf(out, "%-*s%-*s%*zu", w_label, label, w_shape, shape, w_params, layer_params(s));
+        for (int k = 0; w_from && i > 0 && k < s->n_inputs; k++) {
+            input_label(m, s, k, from, sizeof from);
+            if (k == 0)
+                fprintf(out, "  %s", from);
+            else
+                fprintf(out, "\n%*s  %s", w_label + w_shape + w_params, "", from);
+        }
+        fputc('\n', out);
     }
     rule(out, width, '=');
     /* Parameters are float32: 4 bytes each. */
