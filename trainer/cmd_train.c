@@ -19,7 +19,7 @@
 static const char usage_text[] =
     "usage: trainer train --model M --data TRAIN.h5 [options]\n"
     "       trainer train --resume C.h5 --data TRAIN.h5 [options]\n\n"
-    "Trains M (a preset: cifar10-cnn, fashion-cnn, gap-cnn; a model file; or a Keras model file) on\n"
+    "Trains M (a preset: cifar10-cnn, fashion-cnn, gap-cnn, resnet20, fashion-resnet; a model file; or a Keras model file) on\n"
     "TRAIN.h5. Under `mpirun -np N` each rank computes its share of every global batch.\n\n"
     "  --model M               preset name, model file or Keras HDF5 model (required unless --resume)\n"
     "  --data F                training dataset, HDF5 (required)\n"
