@@ -50,6 +50,7 @@ static void add_destroy(struct layer *l)
             l->diff_srcs[k] = NULL;
         }
     l->diff_srcs[0] = NULL;
+    memset(l->diff_passes, 0, sizeof l->diff_passes);
     free(rt);
     l->priv = NULL;
     layer_release_outputs(l);
@@ -70,10 +71,14 @@ static int add_create(struct layer *l, const struct dnn *d, int need_diff_src, s
         if ((rc = layer_reorder_prim(&rt->to_dst[k], &l->src_mds[k], &l->dst_md, d, err)) ||
             (rt->to_dst[k] && (rc = dnn_mem(&rt->conv[k], &l->dst_md, d, NULL, err))))
             goto fail;
-    for (int k = 0; need_diff_src && k < K; k++)
-        if ((rc = dnn_mem(&l->diff_srcs[k], &l->src_mds[k], d, NULL, err)) ||
-            (rc = layer_reorder_prim(&rt->to_src[k], &l->dst_md, &l->src_mds[k], d, err)))
+    for (int k = 0; need_diff_src && k < K; k++) {
+        if ((rc = layer_reorder_prim(&rt->to_src[k], &l->dst_md, &l->src_mds[k], d, err)))
             goto fail;
+        /* In the output's layout the input's gradient is the output's, as it is: passed on, not copied. */
+        l->diff_passes[k] = !rt->to_src[k];
+        if (rt->to_src[k] && (rc = dnn_mem(&l->diff_srcs[k], &l->src_mds[k], d, NULL, err)))
+            goto fail;
+    }
     l->diff_src = l->diff_srcs[0];
     return ERR_OK;
 fail:
@@ -111,7 +116,8 @@ static int add_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
     return ERR_OK;
 }
 
-/* Every input's gradient is the output's. No parameters. */
+/* Every input's gradient is the output's: passed on as it is (diff_passes) or reordered into the input's
+ * layout. No parameters. */
 static int add_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, dnnl_memory_t diff_dst,
                         struct error *err)
 {
@@ -120,10 +126,6 @@ static int add_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory
     for (int k = 0; k < l->spec->n_inputs; k++) {
         if (!l->diff_srcs[k])
             continue;
-        if (!rt->to_src[k]) {
-            memcpy(dnn_ptr(l->diff_srcs[k]), dnn_ptr(diff_dst), dnnl_memory_desc_get_size(&l->dst_md));
-            continue;
-        }
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, diff_dst}, {DNNL_ARG_TO, l->diff_srcs[k]}};
         int rc = dnn_exec(rt->to_src[k], ctx->dnn, 2, args, err);
         if (rc)

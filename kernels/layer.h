@@ -153,6 +153,9 @@ struct layer {
     dnnl_memory_desc_t src_mds[LAYER_MAX_INPUTS];
     dnnl_memory_t srcs[LAYER_MAX_INPUTS];
     dnnl_memory_t diff_srcs[LAYER_MAX_INPUTS];
+    /* 1: the gradient of input k is the output's own gradient (Add, with the input in the output's layout): the
+     * network passes that memory on, and backward writes no diff_srcs[k]. Set by create. */
+    int diff_passes[LAYER_MAX_INPUTS];
     float *w;                   /* this layer's parameters in the slab, Keras layout, params[] order */
     float *dw;                  /* same in the gradient slab */
     void *priv;                 /* kind-specific primitives and buffers */

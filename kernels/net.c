@@ -328,7 +328,7 @@ static int output_gradient(const struct model *m, struct net_plan *p, int j)
             if (m->layers[r].inputs[k] != j)
                 continue;
             const struct layer *rl = &p->layers[r];
-            dnnl_memory_t d = rl->absorbed ? p->dy[r] : diff_of_input(rl, k);
+            dnnl_memory_t d = rl->absorbed || rl->diff_passes[k] ? p->dy[r] : diff_of_input(rl, k);
             if (!acc) {
                 p->dy[j] = d;
                 return ERR_OK;
