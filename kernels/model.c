@@ -685,32 +685,20 @@ static int add_statement(struct parse_state *ps, const char *line, int len, int 
     return ERR_OK;
 }
 
-/* Keras's unique names for the layers not named in the file: per kind prefix, counting from 1 in model order
- * (conv2d_1, conv2d_2, dense_1), skipping names the file gave explicitly. Two layers of one name: an error. */
+/* Keras's names for the layers not named in the file (model_auto_names); two layers of one name: an error, as in
+ * Keras. */
 static int assign_names(struct model *m, const struct parse_state *ps, struct error *err)
 {
-    int counts[64] = {0};
-    for (int i = 0; i < m->n_layers; i++) {
-        struct layer_spec *spec = &m->layers[i];
-        if (ps->explicit_name[i])
-            continue;
-        int k = 0;
-        while (layer_kinds[k] && layer_kinds[k] != spec->ops && k < 63)
-            k++;
-        for (int taken = 1; taken;) {
-            snprintf(spec->name, sizeof spec->name, "%s_%d", spec->ops->keras_prefix, ++counts[k]);
-            taken = 0;
-            for (int j = 0; j < m->n_layers && !taken; j++)
-                taken = j != i && ps->explicit_name[j] && strcmp(m->layers[j].name, spec->name) == 0;
-        }
-    }
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].explicit_name = ps->explicit_name[i];
+    model_auto_names(m);
     for (int i = 0; i < m->n_layers; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(m->layers[i].name, m->layers[j].name) == 0)
                 return error_set(err, ERR_INPUT, "%s:%d: two layers are named '%s' (lines %d and %d)", ps->file,
                                  m->layers[i].line, m->layers[i].name, m->layers[j].line, m->layers[i].line);
-    for (int i = 0; i < m->n_layers; i++)
-        m->layers[i].explicit_name = ps->explicit_name[i];
+    /* name='conv2d_1' where the reader would have said conv2d_1 anyway is not written back: one canonical text */
+    model_mark_explicit_names(m);
     return ERR_OK;
 }
 
@@ -941,21 +929,37 @@ int model_keep_ancestors(struct model *m, int output, const char *file, struct e
     return ERR_OK;
 }
 
-/* The model-file reader's name for layer i: its kind's prefix and how many of its kind come up to it. */
-static void auto_name(const struct model *m, int i, char *buf, size_t size)
+/* Index of a layer's kind in layer_kinds (for per-kind counters). */
+static int kind_index(const struct layer_spec *spec)
 {
-    int count = 0;
-    for (int j = 0; j <= i; j++)
-        count += m->layers[j].ops == m->layers[i].ops;
-    snprintf(buf, size, "%s_%d", m->layers[i].ops->keras_prefix, count);
+    int k = 0;
+    while (layer_kinds[k] && layer_kinds[k] != spec->ops && k < 63)
+        k++;
+    return k;
+}
+
+/* Keras 2 names a layer it is not given a name for by its kind and a per-kind counter that only such layers
+ * advance: conv2d_1, conv2d_2, dense_1 ... in model order. */
+void model_auto_names(struct model *m)
+{
+    int counts[64] = {0};
+    for (int i = 0; i < m->n_layers; i++) {
+        struct layer_spec *spec = &m->layers[i];
+        if (!spec->explicit_name)
+            snprintf(spec->name, sizeof spec->name, "%s_%d", spec->ops->keras_prefix, ++counts[kind_index(spec)]);
+    }
 }
 
 void model_mark_explicit_names(struct model *m)
 {
-    char name[64];
+    int counts[64] = {0};
+    char name[sizeof m->layers[0].name + 16];
     for (int i = 0; i < m->n_layers; i++) {
-        auto_name(m, i, name, sizeof name);
-        m->layers[i].explicit_name = strcmp(name, m->layers[i].name) != 0;
+        struct layer_spec *spec = &m->layers[i];
+        int k = kind_index(spec);
+        snprintf(name, sizeof name, "%s_%d", spec->ops->keras_prefix, counts[k] + 1);
+        spec->explicit_name = strcmp(name, spec->name) != 0;
+        counts[k] += !spec->explicit_name;
     }
 }
 

@@ -47,6 +47,10 @@ int model_infer(struct model *m, const char *file, struct error *err);
  * in m->warning (Keras drops them silently). Indices in inputs[] are renumbered. Before model_infer. */
 int model_keep_ancestors(struct model *m, int output, const char *file, struct error *err);
 
+/* Names the layers that were not named explicitly as Keras 2 does: the kind's prefix and a per-kind counter that
+ * only such layers advance (conv2d_1, conv2d_2, dense_1 ...). */
+void model_auto_names(struct model *m);
+
 /* For a model whose names came from elsewhere (a Keras file): marks the names that differ from the ones the
  * model-file reader would give (conv2d_1 ...) as explicit, so that the model text keeps them. */
 void model_mark_explicit_names(struct model *m);

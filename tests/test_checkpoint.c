@@ -358,10 +358,11 @@ static void test_keras_fixture(void **state)
     assert_true(b22[0] == -0.0436966568f && b22[1] == -0.121644028f && b22[9] != 0.0f);
     assert_int_equal(m.layers[12].params[1].offset + 10, m.n_params);
 
-    /* The canonical text of the imported model reparses to the same layers (named conv2d_1 ... by the
-     * model-file parser) and, as Keras's load_model does, takes the weights by order, not by name. */
+    /* The canonical text of the imported model keeps Keras's names (name='conv2d_41'): it reparses to the same
+     * layers, which take the same weights. */
     parse(&m2, m.text);
-    assert_string_equal(m2.layers[1].name, "conv2d_1");
+    assert_string_equal(m2.layers[1].name, "conv2d_41");
+    assert_non_null(strstr(m.text, "name='conv2d_41'"));
     assert_int_equal(m2.n_params, m.n_params);
     struct net *net2 = make_net(&m2);
     assert_ok(checkpoint_read_weights(path, net2, &err), &err);

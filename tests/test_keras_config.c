@@ -59,8 +59,10 @@ static void test_unsupported_config(void **state)
     assert_refused(SEQ(CONV_FIRST ", {\"class_name\": \"Dropout\", \"config\": {\"name\": \"dropout_1\", "
                                   "\"rate\": 0.5, \"noise_shape\": [1, 1, 1, 2]}}, " FLATTEN ", " DENSE_LAST),
                    "k.h5: model_config: dropout_1: noise_shape (1, 1, 1, 2) is not supported");
-    assert_refused("{\"class_name\": \"Model\", \"config\": {\"layers\": []}}",
-                   "k.h5: model_config: model class 'Model' is not supported (only Sequential)");
+    assert_refused("{\"class_name\": \"Model\", \"config\": {\"layers\": []}}", "k.h5: model_config: no layers");
+    assert_refused("{\"class_name\": \"Subclassed\", \"config\": {\"layers\": []}}",
+                   "k.h5: model_config: model class 'Subclassed' is not supported (Sequential, Model and Functional "
+                   "are)");
     assert_refused(SEQ("{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense_1\", \"units\": 4}}"),
                    "k.h5: model_config: the first layer has no batch_input_shape");
 

@@ -63,12 +63,12 @@ static void assert_shape(const struct shape *s, int rank, int h, int w, int c)
 static void test_preset_list(void **state)
 {
     (void)state;
-    const char *want[] = {"cifar10-cnn", "fashion-cnn", "gap-cnn"};
+    const char *want[] = {"cifar10-cnn", "fashion-cnn", "gap-cnn", "resnet20", "fashion-resnet"};
     int n = 0;
     while (model_preset_names[n])
         n++;
-    assert_int_equal(n, 3);
-    for (int i = 0; i < 3; i++) {
+    assert_int_equal(n, 5);
+    for (int i = 0; i < 5; i++) {
         assert_string_equal(model_preset_names[i], want[i]);
         assert_non_null(model_preset_text(want[i]));
     }
@@ -81,7 +81,9 @@ static void test_presets_load(void **state)
 {
     (void)state;
     struct error err = {0};
-    const int want_layers[] = {12, 12, 8};
+    /* resnet20: input, stem (3), 9 blocks of 7, 2 shortcut convolutions, pooling, flatten, dense; fashion-resnet:
+     * 6 blocks and global pooling in place of pooling + flatten */
+    const int want_layers[] = {12, 12, 8, 72, 50};
     for (int i = 0; model_preset_names[i]; i++) {
         if (model_load(&m1, model_preset_names[i], &err) != ERR_OK)
             fail_msg("%s: %s", model_preset_names[i], err.msg);
