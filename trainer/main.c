@@ -10,6 +10,18 @@
 #include "commands.h"
 #include "dist.h"
 
+/* `export onnx`: the only export so far. */
+static int cmd_export(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "onnx") == 0)
+        return cmd_export_onnx(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0)
+        return cli_usage("export", "unknown export '%s' (trainer export onnx C.h5 -o MODEL.onnx)", argv[1]);
+    fputs("usage: trainer export onnx C.h5 -o MODEL.onnx [options]   (trainer export onnx --help)\n",
+          argc > 1 ? stdout : stderr);
+    return argc > 1 ? 0 : ERR_USAGE;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -22,6 +34,7 @@ static const struct command commands[] = {
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
     {"info", cmd_info, "describe a dataset, a checkpoint or a Keras model file"},
+    {"export", cmd_export, "a checkpoint as an ONNX model (export onnx), for OpenCV, onnxruntime, ..."},
     {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
     {NULL, NULL, NULL},
 };
