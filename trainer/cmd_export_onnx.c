@@ -108,11 +108,15 @@ int cmd_export_onnx(int argc, char **argv)
     /* Class names come with the checkpoints that carry them (none yet). */
     if (!rc)
         rc = onnx_export(o.output, &net->model, net->params, &o.onnx, NULL, 0, o.checkpoint, &err);
-    if (!rc)
-        printf("wrote %s: opset %d, images %s (%s, %d, %d, %d), probabilities (%s, %d)\n", o.output, o.onnx.opset,
-               o.onnx.uint8_input ? "uint8" : "float", o.onnx.batch ? "" : "N", net->model.layers[0].out.h,
-               net->model.layers[0].out.w, net->model.layers[0].out.c, o.onnx.batch ? "" : "N",
+    if (!rc) {
+        const struct shape *in = &net->model.layers[0].out;
+        char n[16] = "N";
+        if (o.onnx.batch)
+            snprintf(n, sizeof n, "%d", o.onnx.batch);
+        printf("wrote %s: opset %d, images %s (%s, %d, %d, %d), probabilities (%s, %d)\n", o.output,
+               o.onnx.opset, o.onnx.uint8_input ? "uint8" : "float", n, in->h, in->w, in->c, n,
                net->model.n_classes);
+    }
     net_destroy(net);
     if (rc)
         cli_print_error(&err);

@@ -147,6 +147,9 @@ int onnx_info_parse(const uint8_t *bytes, size_t len, const char *file, struct o
 int onnx_info_read(const char *path, struct onnx_info *info, struct error *err)
 {
     struct stat st;
+    /* stat before open: opening a pipe would wait for a writer. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return error_set(err, ERR_INPUT, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
         return error_set(err, ERR_INPUT, "%s: cannot read: %s", path, strerror(errno));
