@@ -140,6 +140,11 @@ expect 3 'text.h5: ' "a text file is not a checkpoint" "$trainer" export onnx te
 expect 3 'missing.h5: ' "a missing checkpoint" "$trainer" export onnx missing.h5 -o bad.onnx
 expect 4 'nodir/m.onnx: cannot create' "an output directory that does not exist" \
   "$trainer" export onnx bn.h5 -o nodir/m.onnx
+# Never a rename over a device or a pipe (as root, -o /dev/null would replace /dev/null).
+mkfifo fifo
+expect 4 'fifo: not a regular file' "a pipe is not replaced" "$trainer" export onnx bn.h5 -o fifo
+[ -p fifo ] && ok "the pipe is still a pipe" || bad "the pipe was replaced"
+rm -f fifo
 mkdir ro && chmod 555 ro
 if [ "$(id -u)" -ne 0 ]; then
   expect 4 'ro/m.onnx: cannot create' "a read-only directory" "$trainer" export onnx bn.h5 -o ro/m.onnx

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ARENA_BLOCK ((size_t)64 << 10)
@@ -358,8 +359,13 @@ static void sync_parent_dir(const char *path)
 static int write_atomic(const char *path, const uint8_t *bytes, size_t len, struct error *err)
 {
     char tmp[4096];
+    struct stat st;
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
         return error_set(err, ERR_IO, "%s: cannot create: path too long", path);
+    /* The rename would put a file in place of a device or a pipe (-o /dev/null, as root, replaces /dev/null). */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return error_set(err, ERR_IO, "%s: not a regular file: the export writes a new file and renames it there",
+                         path);
     /* O_TRUNC, not O_EXCL: a temporary left by a killed run with the same pid must not block later writes. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0)
