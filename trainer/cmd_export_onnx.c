@@ -12,7 +12,7 @@
 static const char usage_text[] =
     "usage: trainer export onnx C.h5 -o MODEL.onnx [options]\n\n"
     "Writes the model of a checkpoint (or of a Keras model file) with its weights as an ONNX model, for\n"
-    "OpenCV's dnn module, onnxruntime and the like: input `images` (N, H, W, C) as in Keras, output\n"
+    "OpenCV's dnn module and other ONNX runtimes: input `images` (N, H, W, C) as in Keras, output\n"
     "`probabilities` (N, classes). Dropout and augmentation layers are left out (the identity at inference).\n\n"
     "  -o, --output F      the ONNX file to write (required; replaced atomically)\n"
     "  --opset N           ONNX opset, 11 to 17 (default 13)\n"
