@@ -88,23 +88,31 @@ model kinds "$data/onnx_kinds.model" d15.h5 && {
   export_check kinds d15.h5 --input uint8 --batch 7 --opset 11
 }
 
-# ---- graph models: the ResNet presets and the functional Keras fixture go here, as the lines above -----------------
-
-# ---- the real Keras 2.1.3 file: predict's probabilities and the fixture's independent reference ---------------------
-keras=$fixtures/keras
-if "$trainer" predict --checkpoint "$keras/cifar10_cnn_keras2.1.3.h5" --data "$keras/images.h5" -o pkeras.h5 \
-     >/dev/null 2>&1; then
+# keras_check NAME FILE.h5 IMAGES.h5 REFERENCE.h5: a Keras model file exported three ways, each giving predict's
+# probabilities and the file's independently computed REFERENCE.h5.
+keras_check() {
+  local name=$1 file=$2 images=$3 reference=$4 args
+  if ! "$trainer" predict --checkpoint "$file" --data "$images" -o "p$name.h5" >/dev/null 2>&1; then
+    bad "predict on $file"
+    return
+  fi
   for args in "--input uint8" "--batch 64" "--batch 1 --opset 11"; do
     # shellcheck disable=SC2086
-    if "$trainer" export onnx "$keras/cifar10_cnn_keras2.1.3.h5" -o keras.onnx $args >export.txt 2>&1; then
-      pycheck "Keras fixture $args" check keras.onnx "$keras/images.h5" pkeras.h5 "$keras/reference.h5"
+    if "$trainer" export onnx "$file" -o "$name.onnx" $args >export.txt 2>&1; then
+      pycheck "$name $args" check "$name.onnx" "$images" "p$name.h5" "$reference"
     else
-      bad "export the Keras fixture $args: $(cat export.txt)"
+      bad "export $name $args: $(cat export.txt)"
     fi
   done
-else
-  bad "predict on the Keras fixture"
-fi
+}
+
+# ---- the real Keras 2.1.3 file (Sequential) ---------------------------------------------------------------------------
+keras_check keras "$fixtures/keras/cifar10_cnn_keras2.1.3.h5" "$fixtures/keras/images.h5" "$fixtures/keras/reference.h5"
+
+# ---- graph models: the ResNet presets and the functional Keras fixture go here, once the trainer reads them, e.g.
+#   model resnet20 resnet20 d32.h5 && { export_check resnet20 d32.h5; export_check resnet20 d32.h5 --input uint8 --batch 1; }
+#   f=$fixtures/keras-functional
+#   keras_check functional "$f/resnet20v1_cifar10_tfkeras2.2.4.h5" "$f/images.h5" "$f/reference.h5"
 
 # ---- what info says ------------------------------------------------------------------------------------------------
 "$trainer" export onnx bn.h5 -o info.onnx --input uint8 --batch 3 --opset 12 >/dev/null 2>&1

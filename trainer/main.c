@@ -17,9 +17,10 @@ static int cmd_export(int argc, char **argv)
         return cmd_export_onnx(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0)
         return cli_usage("export", "unknown export '%s' (trainer export onnx C.h5 -o MODEL.onnx)", argv[1]);
-    fputs("usage: trainer export onnx C.h5 -o MODEL.onnx [options]   (trainer export onnx --help)\n",
-          argc > 1 ? stdout : stderr);
-    return argc > 1 ? 0 : ERR_USAGE;
+    if (argc < 2)
+        return cli_usage("export", "export what? trainer export onnx C.h5 -o MODEL.onnx");
+    fputs("usage: trainer export onnx C.h5 -o MODEL.onnx [options]   (trainer export onnx --help)\n", stdout);
+    return 0;
 }
 
 struct command {
