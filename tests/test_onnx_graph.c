@@ -82,19 +82,20 @@ static void conv(struct layer_spec *s, int filters, int k, int same, enum activa
                                   .use_bias = 1, .act = act};
 }
 
-/* 10x10x2 -> RandomCrop 8x8 -> RandomFlip -> ZeroPadding2D(1) -> conv a, conv b (3x3 valid, linear, both on the
+/* Named as users may name layers: the Input `images` and the Add `probabilities`, the graph's own names.
+ * 10x10x2 -> RandomCrop 8x8 -> RandomFlip -> ZeroPadding2D(1) -> conv a, conv b (3x3 valid, linear, both on the
  * padded image) -> Add(a, b) -> Concatenate(add, a) -> relu -> GlobalAveragePooling2D -> Dense(4, softmax).
  * The edges skip back (conv b and the Concatenate do not read the layer before them). */
 static void graph_model(struct model *m, const struct layer_ops *extra)
 {
     memset(m, 0, sizeof *m);
-    add_layer(m, &layer_input, "input_1", 0)->u.input = (struct input_cfg){10, 10, 2};
+    add_layer(m, &layer_input, "images", 0)->u.input = (struct input_cfg){10, 10, 2};
     add_layer(m, &stub_crop, "random_crop_1", 1, 0);
     add_layer(m, &stub_flip, "random_flip_1", 1, 1);
     add_layer(m, &stub_pad, "zero_padding2d_1", 1, 2)->u.pad = (struct zero_pad_cfg){1, 1, 1, 1};
     conv(add_layer(m, &layer_conv2d, "conv2d_a", 1, 3), 3, 3, 0, ACT_LINEAR);
     conv(add_layer(m, &layer_conv2d, "conv2d_b", 1, 3), 3, 3, 0, ACT_LINEAR);
-    add_layer(m, &stub_add, "add_1", 2, 4, 5);
+    add_layer(m, &stub_add, "probabilities", 2, 4, 5);
     add_layer(m, &stub_concat, "concatenate_1", 2, 6, 4)->u.concat.axis = -1;
     if (extra)
         add_layer(m, extra, "lstm_1", 1, 7);

@@ -33,11 +33,14 @@ static const struct tensor *input(const struct exporter *x, const struct layer_s
     return &x->t[s->inputs[k]];
 }
 
-/* A layer's output tensor is named after the layer; the model's last one is `probabilities`. */
+/* A layer's output tensor is named after the layer; the model's last one is `probabilities`. A layer that a
+ * user named like the graph's input or output gets "/out" added: a tensor has one producer. */
 static const char *out_name(struct exporter *x, const struct layer_spec *s)
 {
     if (s->index == x->m->n_layers - 1)
         return "probabilities";
+    if (strcmp(s->name, "images") == 0 || strcmp(s->name, "probabilities") == 0)
+        return onnx_graph_strf(x->g, "%s/out", s->name);
     return onnx_graph_strf(x->g, "%s", s->name);
 }
 
