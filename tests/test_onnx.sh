@@ -172,6 +172,9 @@ cp info.onnx keep.onnx && before=$(md5sum <keep.onnx)
   ok "a failed export leaves the old file whole" || bad "the old file changed"
 echo 'garbage' >bad2.onnx
 expect 3 'bad2.onnx: not an ONNX model' "info on a damaged .onnx" "$trainer" info bad2.onnx
+"$py" "$check" deep deep.onnx 300000
+expect 3 'deep.onnx: not an ONNX model this reader takes' "info on 4 MB of nested subgraphs (no stack overflow)" \
+  "$trainer" info deep.onnx
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -81,6 +81,8 @@ config "$work/every.h5" >"$corpus/keras_config/every_layer.json"
 "$trainer" export onnx "$work/conv8.h5" -o "$corpus/onnx/conv_uint8_opset11.onnx" --input uint8 --batch 2 \
   --opset 11 >/dev/null
 "$trainer" export onnx "$work/every.h5" -o "$corpus/onnx/every_layer.onnx" >/dev/null
+# subgraphs nested past the reader's depth limit (protobuf-c itself recurses without one)
+/usr/bin/python3 "$here/../tools/onnx_check.py" deep "$corpus/onnx/nested_subgraphs.onnx" 40
 
 # ---- datasets: tiny ones as the writer makes them, and a few broken layouts -----------------------------------
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1

@@ -9,6 +9,9 @@
       installed onnx has it: each must give every REFERENCE's /probabilities to 1e-5 (max abs difference).
   onnx_check.py data OUT.h5 N H W C CLASSES SEED [OUT.h5 N ...]
       datasets of random images and labels in the trainer's layout.
+  onnx_check.py deep OUT.onnx LEVELS
+      a model whose graph nests LEVELS subgraphs (graph > node > attribute > graph ...): a reader that recurses
+      without a limit overflows its stack on a few MB of it.
   onnx_check.py same A.onnx B.onnx IMAGES.h5 [H W]
       two models (from the trainer's C tests) agree on IMAGES.h5 in OpenCV and in the numpy evaluator; with H W,
       B gets the centre H x W crop of the images.
@@ -278,12 +281,36 @@ def make_data(out, n, h, w, c, classes, seed):
         f["labels"] = r.integers(0, classes, n).astype(np.int32)
 
 
+def varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7f, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def make_deep(out, levels):
+    """Built from the inside out, one header per message, in linear time."""
+    headers, inner = [], 0
+    for _ in range(levels):
+        for field in (6, 5, 1):  # AttributeProto.g, NodeProto.attribute, GraphProto.node
+            h = varint(field << 3 | 2) + varint(inner)
+            headers.append(h)
+            inner += len(h)
+    headers.append(varint(7 << 3 | 2) + varint(inner))  # ModelProto.graph
+    with open(out, "wb") as f:
+        f.write(varint(1 << 3) + varint(7) + b"".join(reversed(headers)))  # ir_version 7, then the graph
+
+
 def main(argv):
     if len(argv) >= 4 and argv[0] == "check":
         check(argv[1], argv[2], argv[3:])
     elif len(argv) > 1 and (len(argv) - 1) % 7 == 0 and argv[0] == "data":
         for i in range(1, len(argv), 7):
             make_data(argv[i], *map(int, argv[i + 1:i + 7]))
+    elif len(argv) == 3 and argv[0] == "deep":
+        make_deep(argv[1], int(argv[2]))
     elif len(argv) in (4, 6) and argv[0] == "same":
         same(argv[1], argv[2], argv[3], [int(v) for v in argv[4:]])
     else:

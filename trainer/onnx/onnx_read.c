@@ -115,9 +115,72 @@ static void read_graph(const Onnx__GraphProto *g, struct onnx_info *info)
     }
 }
 
+/* protobuf-c unpacks nested messages by recursion, with no depth limit: a few MB of nested subgraphs would
+ * overflow the stack. Real models nest a few levels (a subgraph is graph > node > attribute > graph). */
+#define ONNX_MAX_DEPTH 96
+
+static int read_varint(const uint8_t *b, size_t end, size_t *pos, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *pos < end; shift += 7) {
+        uint8_t byte = b[(*pos)++];
+        *v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* Walks the wire format with the messages' descriptors and an explicit stack, without unpacking: 0 when the
+ * messages nest at most ONNX_MAX_DEPTH deep (malformed bytes are left to the unpacker to refuse), -1 beyond. */
+static int depth_ok(const uint8_t *b, size_t len)
+{
+    struct frame {
+        const ProtobufCMessageDescriptor *desc;
+        size_t end;
+    } stack[ONNX_MAX_DEPTH];
+    int top = 0;
+    size_t pos = 0;
+    stack[0] = (struct frame){&onnx__model_proto__descriptor, len};
+    while (top >= 0) {
+        if (pos == stack[top].end) {
+            top--;
+            continue;
+        }
+        uint64_t key, n;
+        if (read_varint(b, stack[top].end, &pos, &key))
+            return 0;
+        switch (key & 7) {
+        case 0: if (read_varint(b, stack[top].end, &pos, &n)) return 0; break;
+        case 1: if (stack[top].end - pos < 8) return 0; pos += 8; break;
+        case 5: if (stack[top].end - pos < 4) return 0; pos += 4; break;
+        case 2: {
+            if (read_varint(b, stack[top].end, &pos, &n) || n > stack[top].end - pos)
+                return 0;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(stack[top].desc, (unsigned)(key >> 3))
+                                       : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (top + 1 == ONNX_MAX_DEPTH)
+                    return -1;
+                stack[++top] = (struct frame){f->descriptor, pos + (size_t)n};
+            } else {
+                pos += (size_t)n;
+            }
+            break;
+        }
+        default: return 0; /* groups or junk: the unpacker refuses them */
+        }
+    }
+    return 0;
+}
+
 int onnx_info_parse(const uint8_t *bytes, size_t len, const char *file, struct onnx_info *info, struct error *err)
 {
     memset(info, 0, sizeof *info);
+    if (depth_ok(bytes, len))
+        return error_set(err, ERR_INPUT, "%s: not an ONNX model this reader takes (messages nested over %d deep)",
+                         file, ONNX_MAX_DEPTH);
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
     if (!m)
         return error_set(err, ERR_INPUT, "%s: not an ONNX model (not a protobuf ModelProto)", file);
