@@ -24,14 +24,12 @@ if ! "$py" -c 'import onnx, cv2, numpy, h5py' 2>/dev/null; then
     "python3-h5py missing: run jobs/install-deps.sh --onnx"; exit 1; }
 fi
 
-# pycheck DESCRIPTION ARGS...: onnx_check.py's lines, counted.
+# pycheck DESCRIPTION ARGS...: an onnx_check.py job (check or same), run with the others at the end, in one
+# process: onnx and OpenCV take a second to import.
+: >jobs.tsv
 pycheck() {
-  local what=$1; shift
-  "$py" "$check" "$@" >py.txt 2>&1
-  local rc=$? n_ok n_bad
-  n_ok=$(grep -c '^ok - ' py.txt) n_bad=$(grep -c '^FAIL - ' py.txt)
-  if [ "$rc" -eq 0 ] && [ "$n_bad" -eq 0 ] && [ "$n_ok" -gt 0 ]; then ok "$what ($n_ok checks)"
-  else bad "$what: $(grep -v '^ok - ' py.txt | head -c 600)"; fi
+  local IFS=$'\t'
+  echo "$*" >>jobs.tsv
 }
 
 # expect CODE PATTERN DESCRIPTION CMD...: CMD exits with CODE and its stderr is one line matching PATTERN.
@@ -99,9 +97,10 @@ keras_check() {
     return
   fi
   for args in "$@"; do
+    local out="$name$(echo "$args" | tr -d ' -').onnx"
     # shellcheck disable=SC2086
-    if "$trainer" export onnx "$file" -o "$name.onnx" $args >export.txt 2>&1; then
-      pycheck "$name $args" check "$name.onnx" "$images" "p$name.h5" "$reference"
+    if "$trainer" export onnx "$file" -o "$out" $args >export.txt 2>&1; then
+      pycheck "$name $args" check "$out" "$images" "p$name.h5" "$reference"
     else
       bad "export $name $args: $(cat export.txt)"
     fi
@@ -175,6 +174,16 @@ expect 3 'bad2.onnx: not an ONNX model' "info on a damaged .onnx" "$trainer" inf
 "$py" "$check" deep deep.onnx 300000
 expect 3 'deep.onnx: not an ONNX model this reader takes' "info on 4 MB of nested subgraphs (no stack overflow)" \
   "$trainer" info deep.onnx
+
+# ---- the runtimes: every job queued above ----------------------------------------------------------------------------
+"$py" "$check" batch jobs.tsv >py.txt 2>&1
+while IFS= read -r line; do
+  case $line in
+    "ok - "*) ok "${line#ok - }" ;;
+    *) bad "${line#FAIL - }" ;;
+  esac
+done <py.txt
+[ "$(wc -l <py.txt)" -eq "$(wc -l <jobs.tsv)" ] && ok "every runtime job reported" || bad "runtime jobs: $(tail -5 py.txt)"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

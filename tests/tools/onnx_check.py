@@ -9,6 +9,9 @@
       installed onnx has it: each must give every REFERENCE's /probabilities to 1e-5 (max abs difference).
   onnx_check.py data OUT.h5 N H W C CLASSES SEED [OUT.h5 N ...]
       datasets of random images and labels in the trainer's layout.
+  onnx_check.py batch JOBS.tsv
+      each line DESCRIPTION<TAB>check|same<TAB>ARGS (tab-separated) as above, in one process (the imports of onnx
+      and OpenCV cost a second each); one "ok - DESCRIPTION (N checks)" or "FAIL - ..." line per job.
   onnx_check.py deep OUT.onnx LEVELS
       a model whose graph nests LEVELS subgraphs (graph > node > attribute > graph ...): a reader that recurses
       without a limit overflows its stack on a few MB of it.
@@ -28,11 +31,15 @@ import onnx.shape_inference
 
 TOL = 1e-5
 failures = 0
+quiet = False  # batch: one line per job instead of one per check
+results = []
 
 
 def report(ok, what):
     global failures
-    print(("ok - " if ok else "FAIL - ") + what)
+    results.append((ok, what))
+    if not quiet:
+        print(("ok - " if ok else "FAIL - ") + what)
     if not ok:
         failures += 1
 
@@ -303,12 +310,36 @@ def make_deep(out, levels):
         f.write(varint(1 << 3) + varint(7) + b"".join(reversed(headers)))  # ir_version 7, then the graph
 
 
+def batch(jobs):
+    global quiet
+    quiet = True
+    with open(jobs) as f:
+        for line in f:
+            what, *args = line.rstrip("\n").split("\t")
+            del results[:]
+            try:
+                if args[0] == "check":
+                    check(args[1], args[2], args[3:])
+                else:
+                    same(args[1], args[2], args[3], [int(v) for v in args[4:]])
+            except Exception as e:  # a job that cannot run fails alone
+                report(False, f"{type(e).__name__}: {e}")
+            bad = [w for ok, w in results if not ok]
+            if bad or not results:
+                print(f"FAIL - {what}: " + "; ".join(bad or ["no check ran"]))
+            else:
+                print(f"ok - {what} ({len(results)} checks)")
+            sys.stdout.flush()
+
+
 def main(argv):
     if len(argv) >= 4 and argv[0] == "check":
         check(argv[1], argv[2], argv[3:])
     elif len(argv) > 1 and (len(argv) - 1) % 7 == 0 and argv[0] == "data":
         for i in range(1, len(argv), 7):
             make_data(argv[i], *map(int, argv[i + 1:i + 7]))
+    elif len(argv) == 2 and argv[0] == "batch":
+        batch(argv[1])
     elif len(argv) == 3 and argv[0] == "deep":
         make_deep(argv[1], int(argv[2]))
     elif len(argv) in (4, 6) and argv[0] == "same":
