@@ -34,7 +34,7 @@ static const struct command commands[] = {
     {"train", cmd_train, "train a model, on one rank or on many under mpirun/srun"},
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
-    {"info", cmd_info, "describe a dataset, a checkpoint or a Keras model file"},
+    {"info", cmd_info, "describe a dataset, a checkpoint, a Keras model file or an ONNX model"},
     {"export", cmd_export, "a checkpoint as an ONNX model (export onnx), for OpenCV and other runtimes"},
     {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
     {NULL, NULL, NULL},
