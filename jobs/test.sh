@@ -13,7 +13,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # Open MPI refuses to run as root without these; the tests' mpirun calls need them in CI.
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-case " $stages " in *" fuzz "*) "$top/jobs/install-deps.sh" --fuzz ;; *) "$top/jobs/install-deps.sh" ;; esac
+# --onnx: the runtimes test_onnx checks the exported models in (python3-onnx, OpenCV).
+case " $stages " in *" fuzz "*) "$top/jobs/install-deps.sh" --onnx --fuzz ;; *) "$top/jobs/install-deps.sh" --onnx ;; esac
 
 t0=$SECONDS
 times=()
@@ -54,11 +55,11 @@ fi
 # ---- fuzzing: every target for a bounded time, from its committed corpus ----------------------------------------
 if [[ " $stages " == *" fuzz "* ]]; then
   fuzz_build=${build}-fuzz
-  # Only the four targets: the rest of the project is built as their libraries need.
+  # Only the five targets: the rest of the project is built as their libraries need.
   CC=clang cmake -S "$top" -B "$fuzz_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRAINER_FUZZ=ON \
     -DBUILD_TESTING=OFF >/dev/null
   cmake --build "$fuzz_build" -j "$(nproc)" --target fuzz_model_parse fuzz_keras_config fuzz_dataset \
-    fuzz_checkpoint >/dev/null
+    fuzz_checkpoint fuzz_onnx >/dev/null
   bash "$top/tests/fuzz/run_fuzz.sh" "$fuzz_build" "${FUZZ_SECONDS:-15}"
   stage_done fuzz
 fi

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <hdf5.h>
 #include <jansson.h>
@@ -13,15 +14,17 @@
 #include "dataset.h"
 #include "h5file.h"
 #include "model.h"
+#include "onnx_read.h"
 #include "summary.h"
 
 static const char usage_text[] =
-    "usage: trainer info FILE.h5\n\n"
+    "usage: trainer info FILE\n\n"
     "Says which kind of file FILE.h5 is and describes it:\n"
     "  a dataset            image shape, sample count, class names and samples per class\n"
     "  a trainer checkpoint the model (Keras-like summary), optimizer, epochs and steps done, global batch,\n"
     "                       seed and the number of ranks that wrote it\n"
-    "  a Keras model file   the model, the Keras version and the optimizer it was compiled with\n\n"
+    "  a Keras model file   the model, the Keras version and the optimizer it was compiled with\n"
+    "  an ONNX model        opset, producer, input and output shapes, nodes by op type, weights, metadata\n\n"
     "  -h, --help           this help\n";
 
 enum kind { KIND_UNKNOWN, KIND_DATASET, KIND_CHECKPOINT, KIND_KERAS };
@@ -206,6 +209,61 @@ static int info_model(const char *path, enum kind kind, struct error *err)
     return rc;
 }
 
+static void print_onnx_value(const char *what, const struct onnx_value *v)
+{
+    printf("  %-13s %s %s (", what, v->name, v->elem_type);
+    for (int i = 0; i < v->rank && i < ONNX_INFO_MAX_DIMS; i++)
+        printf("%s%s", i ? ", " : "", v->dims[i]);
+    printf("%s)\n", v->rank > ONNX_INFO_MAX_DIMS ? ", ..." : v->rank < 0 ? "shape not recorded" : "");
+}
+
+static int info_onnx(const char *path, struct error *err)
+{
+    struct onnx_info *in = malloc(sizeof *in);
+    if (!in)
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    int rc = onnx_info_read(path, in, err);
+    if (rc == ERR_OK) {
+        char n[32];
+        printf("%s: ONNX model (IR version %lld)\n\n", path, (long long)in->ir_version);
+        printf("  producer      %s %s\n", in->producer[0] ? in->producer : "?", in->producer_version);
+        for (int i = 0; i < in->n_opsets && i < ONNX_INFO_MAX_OPSETS; i++)
+            printf("  opset         %s %lld\n", in->opsets[i].domain[0] ? in->opsets[i].domain : "ai.onnx",
+                   (long long)in->opsets[i].version);
+        for (int i = 0; i < in->n_inputs && i < ONNX_INFO_MAX_IO; i++)
+            print_onnx_value("input", &in->inputs[i]);
+        for (int i = 0; i < in->n_outputs && i < ONNX_INFO_MAX_IO; i++)
+            print_onnx_value("output", &in->outputs[i]);
+        printf("  weights       %s in %d tensors\n", summary_count(n, sizeof n, in->n_weights), in->n_initializers);
+        printf("  nodes         %d:", in->n_nodes);
+        for (int i = 0; i < in->n_op_types && i < ONNX_INFO_MAX_OPS; i++)
+            printf("%s %s %d", i ? "," : "", in->ops[i].op, in->ops[i].count);
+        printf("%s\n", in->n_op_types > ONNX_INFO_MAX_OPS ? ", ..." : "");
+        for (int i = 0; i < in->n_meta && i < ONNX_INFO_MAX_META; i++)
+            printf("  metadata      %s: %s\n", in->meta[i].key, in->meta[i].value);
+    }
+    free(in);
+    return rc;
+}
+
+/* ONNX files are protobuf, with no signature: a file that is not HDF5 is tried as one when it is named
+ * *.onnx or parses as a model. */
+static int looks_onnx(const char *path)
+{
+    size_t n = strlen(path);
+    struct onnx_info *in;
+    struct stat st;
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0)
+        return 1;
+    /* Only a regular file: opening a pipe would wait for a writer. */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || cli_is_hdf5(path) || !(in = malloc(sizeof *in)))
+        return 0;
+    struct error ignored;
+    int ok = onnx_info_read(path, in, &ignored) == ERR_OK;
+    free(in);
+    return ok;
+}
+
 int cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -218,7 +276,7 @@ int cmd_info(int argc, char **argv)
         return 0;
     }
     if (optind == argc)
-        return cli_usage("info", "info needs a file: trainer info FILE.h5");
+        return cli_usage("info", "info needs a file: trainer info FILE");
     if (argc - optind > 1)
         return cli_usage("info", "info takes one file, not %d", argc - optind);
     const char *path = argv[optind];
@@ -229,6 +287,10 @@ int cmd_info(int argc, char **argv)
     case KIND_CHECKPOINT:
     case KIND_KERAS: rc = info_model(path, k, &err); break;
     default: {
+        if (looks_onnx(path)) {
+            rc = info_onnx(path, &err);
+            break;
+        }
         /* Let the dataset reader say what is wrong (missing, not HDF5, damaged, no /images). */
         struct dataset ds;
         rc = dataset_open(&ds, path, &err);

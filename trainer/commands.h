@@ -8,5 +8,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* `export onnx ...`: argv[0] is "onnx". */
+int cmd_export_onnx(int argc, char **argv);
 
 #endif

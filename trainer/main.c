@@ -10,6 +10,19 @@
 #include "commands.h"
 #include "dist.h"
 
+/* `export onnx`: the only export so far. */
+static int cmd_export(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "onnx") == 0)
+        return cmd_export_onnx(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0)
+        return cli_usage("export", "unknown export '%s' (trainer export onnx C.h5 -o MODEL.onnx)", argv[1]);
+    if (argc < 2)
+        return cli_usage("export", "export what? trainer export onnx C.h5 -o MODEL.onnx");
+    fputs("usage: trainer export onnx C.h5 -o MODEL.onnx [options]   (trainer export onnx --help)\n", stdout);
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -21,7 +34,8 @@ static const struct command commands[] = {
     {"train", cmd_train, "train a model, on one rank or on many under mpirun/srun"},
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
-    {"info", cmd_info, "describe a dataset, a checkpoint or a Keras model file"},
+    {"info", cmd_info, "describe a dataset, a checkpoint, a Keras model file or an ONNX model"},
+    {"export", cmd_export, "a checkpoint as an ONNX model (export onnx), for OpenCV and other runtimes"},
     {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
     {NULL, NULL, NULL},
 };

@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 rm -rf "$corpus"
-mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint}
+mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx}
 
 # ---- model files: the test model, every layer kind, Keras's argument forms, and a few mistakes -------------
 cp "$here/../data/small.model" "$corpus/model_parse/small.model"
@@ -77,6 +77,17 @@ config "$work/every.h5" >"$corpus/keras_config/every_layer.json"
 "$make_dataset" "$work/d8g.h5" 8 8 3 1
 "$trainer" train --model "$here/../data/graph.model" --data "$work/d8g.h5" --max-steps 1 --quiet --checkpoint "$work/graph.h5"
 config "$work/graph.h5" >"$corpus/keras_config/functional.json"
+
+# ---- ONNX files as the export writes them: a small conv net (float, dynamic batch; uint8, batch 2, opset 11) and
+# every layer kind --------------------------------------------------------------------------------------------------
+"$trainer" train --model "$work/conv.model" --data "$work/d8.h5" --max-steps 2 --batch-size 8 --quiet \
+  --checkpoint "$work/conv8.h5"
+"$trainer" export onnx "$work/conv8.h5" -o "$corpus/onnx/conv.onnx" >/dev/null
+"$trainer" export onnx "$work/conv8.h5" -o "$corpus/onnx/conv_uint8_opset11.onnx" --input uint8 --batch 2 \
+  --opset 11 >/dev/null
+"$trainer" export onnx "$work/every.h5" -o "$corpus/onnx/every_layer.onnx" >/dev/null
+# subgraphs nested past the reader's depth limit (protobuf-c itself recurses without one)
+/usr/bin/python3 "$here/../tools/onnx_check.py" deep "$corpus/onnx/nested_subgraphs.onnx" 40
 
 # ---- datasets: tiny ones as the writer makes them, and a few broken layouts -----------------------------------
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1

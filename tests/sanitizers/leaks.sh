@@ -47,5 +47,8 @@ clean "info on a dataset" 0 "$trainer" info train.h5
 clean "a failing run: missing --val file on 2 ranks" 3 "${np2[@]}" "$trainer" train --model "$model" --data train.h5 \
   --val missing.h5
 clean "a failing run: bad model file" 3 "$trainer" train --model train.h5 --data train.h5
+clean "export onnx" 0 "$trainer" export onnx c1.h5 -o m.onnx --input uint8
+clean "info on an ONNX file" 0 "$trainer" info m.onnx
+clean "a failing export: not a checkpoint" 3 "$trainer" export onnx train.h5 -o bad.onnx
 echo "leaks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
