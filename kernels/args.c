@@ -77,7 +77,7 @@ int args_int(struct args *a, const char *key, int pos, int required, long dflt, 
         *out = dflt;
         return ERR_OK;
     }
-    if (x->type == ARG_TUPLE && x->n_tuple == 1) {
+    if (x->type == ARG_TUPLE && x->n_tuple == 1 && !x->tuple_float) {
         *out = x->tuple[0];
         return ERR_OK;
     }
@@ -104,7 +104,7 @@ int args_pair(struct args *a, const char *key, int pos, int required, long dflt,
         out[0] = out[1] = (long)x->num;
         return ERR_OK;
     }
-    if (x->type == ARG_TUPLE && x->n_tuple == 2) {
+    if (x->type == ARG_TUPLE && x->n_tuple == 2 && !x->tuple_float) {
         out[0] = x->tuple[0];
         out[1] = x->tuple[1];
         return ERR_OK;
@@ -191,6 +191,54 @@ int args_choice(struct args *a, const char *key, int pos, const char *const *cho
     return args_error(a, x, err, "'%s' must be one of %s, not %s", key, list, type_name(x->type));
 }
 
+int args_float_pair(struct args *a, const char *key, int pos, int required, int allow_none, double out[2],
+                    int *form, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    *form = 0;
+    if (rc)
+        return rc;
+    if (!x || (x->type == ARG_NONE && allow_none)) {
+        if (required)
+            return x ? args_error(a, x, err, "'%s' must be a number or a pair of numbers, not None", key)
+                     : missing(a, key, err);
+        return ERR_OK;
+    }
+    double v[2];
+    int n = 0;
+    if (x->type == ARG_INT || x->type == ARG_FLOAT) {
+        v[0] = v[1] = x->num;
+        n = 1;
+    } else if (x->type == ARG_TUPLE && x->n_tuple == 2) {
+        v[0] = x->tuple_float ? x->tuple_num[0] : (double)x->tuple[0];
+        v[1] = x->tuple_float ? x->tuple_num[1] : (double)x->tuple[1];
+        n = 2;
+    }
+    if (!n)
+        return args_error(a, x, err, "'%s' must be a number or a pair of numbers such as (-0.2, 0.3)", key);
+    if (!isfinite(v[0]) || !isfinite(v[1]))
+        return args_error(a, x, err, "'%s' must be finite", key);
+    out[0] = v[0];
+    out[1] = v[1];
+    *form = n;
+    return ERR_OK;
+}
+
+int args_int_or_none(struct args *a, const char *key, int pos, long *out, int *given, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    *given = 0;
+    if (rc || !x || x->type == ARG_NONE)
+        return rc;
+    if (x->type != ARG_INT)
+        return args_error(a, x, err, "'%s' must be an integer or None, not %s", key, type_name(x->type));
+    *out = (long)x->num;
+    *given = 1;
+    return ERR_OK;
+}
+
 int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err)
 {
     struct arg *x;
@@ -199,8 +247,8 @@ int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, stru
         return rc;
     if (!x)
         return missing(a, key, err);
-    if (x->type != ARG_TUPLE)
-        return args_error(a, x, err, "'%s' must be a tuple such as (28, 28, 1)", key);
+    if (x->type != ARG_TUPLE || x->tuple_float)
+        return args_error(a, x, err, "'%s' must be a tuple of integers such as (28, 28, 1)", key);
     for (int i = 0; i < x->n_tuple; i++)
         out[i] = x->tuple[i];
     *n = x->n_tuple;

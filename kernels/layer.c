@@ -12,6 +12,8 @@ const struct layer_ops *const layer_kinds[] = {
     &layer_global_max_pooling2d,    &layer_flatten,
     &layer_dense,   &layer_dropout, &layer_activation,
     &layer_batchnorm,
+    &layer_random_flip, &layer_random_translation, &layer_random_rotation, &layer_random_zoom,
+    &layer_random_crop,
     NULL,
 };
 

@@ -224,7 +224,8 @@ static int tok_is(const struct tok *t, const char *word)
 
 /* ------------------------------------------------------------------------------------------ parser */
 
-/* `(a, b)`, `(a,)` of integers; `(a)` is just a, as in Python. The current token is '('. */
+/* `(a, b)`, `(a,)` of numbers; `(a)` is just a, as in Python. The current token is '('. Integers go to
+ * tuple[] and tuple_num[]; a float element sets tuple_float (only float-pair arguments take those). */
 static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
 {
     char buf[64];
@@ -234,12 +235,14 @@ static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
     if ((rc = lex_next(lx, err)))
         return rc;
     while (lx->t.kind != TOK_RPAREN) {
-        if (lx->t.kind != TOK_INT)
-            return syntax_error(lx, lx->t.col, err, "tuples hold integers: expected an integer, found %s",
+        if (lx->t.kind != TOK_INT && lx->t.kind != TOK_FLOAT)
+            return syntax_error(lx, lx->t.col, err, "tuples hold numbers: expected a number, found %s",
                                 tok_text(&lx->t, buf, sizeof buf));
         if (x->n_tuple == ARG_TUPLE_MAX)
             return syntax_error(lx, lx->t.col, err, "tuple with more than %d elements", ARG_TUPLE_MAX);
-        x->tuple[x->n_tuple++] = (long)lx->t.num;
+        x->tuple_float |= lx->t.kind == TOK_FLOAT;
+        x->tuple_num[x->n_tuple] = lx->t.num;
+        x->tuple[x->n_tuple++] = lx->t.kind == TOK_INT ? (long)lx->t.num : 0;
         if ((rc = lex_next(lx, err)))
             return rc;
         if (lx->t.kind == TOK_COMMA) {
@@ -254,9 +257,10 @@ static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
     if (x->n_tuple == 0)
         return syntax_error(lx, col, err, "empty tuple");
     if (x->n_tuple == 1 && !comma) {
-        x->type = ARG_INT;
-        x->num = (double)x->tuple[0];
+        x->type = x->tuple_float ? ARG_FLOAT : ARG_INT;
+        x->num = x->tuple_num[0];
         x->n_tuple = 0;
+        x->tuple_float = 0;
     }
     return lex_next(lx, err);
 }

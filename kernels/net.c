@@ -58,6 +58,20 @@ static int relu_bwd_moves(const struct model *m, int i, int fuse)
            m->layers[i + 1].ops == &layer_max_pooling2d;
 }
 
+/* Whether layer i must compute its input's gradient: some layer it reads, directly or through others, has weights.
+ * Layers that only the Input and parameter-free layers feed (augmentation, which has no gradient, or a Dropout
+ * right after the Input) compute none, and the backward pass stops below the first layer that computes none. */
+static int needs_input_grad(const struct model *m, int i)
+{
+    const struct layer_spec *s = &m->layers[i];
+    for (int k = 0; k < s->n_inputs; k++) {
+        int j = s->inputs[k];
+        if (j > 0 && (m->layers[j].n_params > 0 || needs_input_grad(m, j)))
+            return 1;
+    }
+    return 0;
+}
+
 /* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. The first
  * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
@@ -82,8 +96,8 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
         }
         l->relu_bwd_in_next = !pair && relu_bwd_moves(m, i, fuse);
         l->relu_bwd_of_prev = relu_bwd_moves(m, i - 1, fuse);
-        /* The first layer's input gradient is never used: skip computing it. */
-        if ((rc = l->ops->create(l, &net->dnn, i > 1, err)))
+        /* An input gradient nothing uses is not computed (the first layer's, augmentation's). */
+        if ((rc = l->ops->create(l, &net->dnn, needs_input_grad(m, i), err)))
             return rc;
         if (pair) {
             struct layer *next = &p->layers[++i];
@@ -307,6 +321,8 @@ static int backward(struct net *net, struct net_plan *p, const struct step_ctx *
         if (t)
             lap(&t->bwd[i], &t0);
         diff = l->diff_src;
+        if (!diff)
+            break; /* the layers below have no weights and no gradient to pass on (needs_input_grad) */
     }
     return ERR_OK;
 }
@@ -321,7 +337,7 @@ static int each_step_sum(const struct model *m, int (*each)(int k, int count, vo
         for (int j = 1; j < m->n_layers; j++) {
             int i = pass == 0 ? j : m->n_layers - j;
             const struct layer_spec *s = &m->layers[i];
-            int count = s->ops->step_sums ? s->ops->step_sums(s, pass == 0, i > 1) : 0;
+            int count = s->ops->step_sums ? s->ops->step_sums(s, pass == 0, needs_input_grad(m, i)) : 0;
             if (count > 0 && (rc = each(k++, count, arg)))
                 return rc;
         }
@@ -394,7 +410,7 @@ static int train_batch(struct net *net, const struct net_batch *b, int global_ba
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids, global_batch, NULL, NULL};
+    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids, global_batch, NULL, NULL, b->epoch};
     if (net->sum) {
         ctx.sum = counted_sum;
         ctx.sum_arg = sums;
@@ -438,7 +454,7 @@ int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, st
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids, 0, NULL, NULL};
+    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids, 0, NULL, NULL, 0};
     const float *logits = forward(net, p, b, &ctx, err);
     if (!logits)
         return err->code;

@@ -352,7 +352,7 @@ static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_
             ids[i] = at + i;
         /* Labels are not checked against the model (0 classes): predict needs none. */
         rc = dataset_read(ds, ids, n, images, labels, 0, err);
-        struct net_batch b = {n, images, NULL, ids};
+        struct net_batch b = {n, images, NULL, ids, 0};
         if (rc == ERR_OK)
             rc = net_infer_batch(net, &b, probs + (size_t)(at - lo) * k, NULL, err);
     }

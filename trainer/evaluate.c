@@ -37,7 +37,7 @@ static int run_local(struct net *net, struct dataset *ds, int64_t lo, int64_t hi
             ids[i] = at + i;
         if ((rc = dataset_read(ds, ids, n, images, labels, classes, err)))
             break;
-        struct net_batch b = {n, images, labels, ids};
+        struct net_batch b = {n, images, labels, ids, 0};
         struct net_stats st;
         if ((rc = net_infer_batch(net, &b, probs, &st, err)))
             break;
