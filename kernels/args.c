@@ -60,6 +60,15 @@ static int find(struct args *a, const char *key, int pos, struct arg **out, stru
     return ERR_OK;
 }
 
+/* An integer accessor handed a tuple with a float in it: the error points at that element. */
+static int float_in_tuple(const struct args *a, const struct arg *x, const char *key, struct error *err)
+{
+    struct arg at = *x;
+    if (at.float_col > 0)
+        at.col = at.float_col;
+    return args_error(a, &at, err, "'%s' takes integers, not a float", key);
+}
+
 static int missing(struct args *a, const char *key, struct error *err)
 {
     return args_error(a, NULL, err, "missing required argument '%s'", key);
@@ -77,7 +86,9 @@ int args_int(struct args *a, const char *key, int pos, int required, long dflt, 
         *out = dflt;
         return ERR_OK;
     }
-    if (x->type == ARG_TUPLE && x->n_tuple == 1 && !x->tuple_float) {
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
+    if (x->type == ARG_TUPLE && x->n_tuple == 1) {
         *out = x->tuple[0];
         return ERR_OK;
     }
@@ -104,7 +115,9 @@ int args_pair(struct args *a, const char *key, int pos, int required, long dflt,
         out[0] = out[1] = (long)x->num;
         return ERR_OK;
     }
-    if (x->type == ARG_TUPLE && x->n_tuple == 2 && !x->tuple_float) {
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
+    if (x->type == ARG_TUPLE && x->n_tuple == 2) {
         out[0] = x->tuple[0];
         out[1] = x->tuple[1];
         return ERR_OK;
@@ -247,8 +260,10 @@ int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, stru
         return rc;
     if (!x)
         return missing(a, key, err);
-    if (x->type != ARG_TUPLE || x->tuple_float)
-        return args_error(a, x, err, "'%s' must be a tuple of integers such as (28, 28, 1)", key);
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
+    if (x->type != ARG_TUPLE)
+        return args_error(a, x, err, "'%s' must be a tuple such as (28, 28, 1)", key);
     for (int i = 0; i < x->n_tuple; i++)
         out[i] = x->tuple[i];
     *n = x->n_tuple;

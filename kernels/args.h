@@ -20,6 +20,7 @@ struct arg {
     long tuple[ARG_TUPLE_MAX];
     double tuple_num[ARG_TUPLE_MAX]; /* the same as numbers; a float element only here (tuple_float set) */
     int tuple_float;  /* some element is a float: only args_float_pair takes such a tuple */
+    int float_col;    /* the column of the first float element, for the integer accessors' message */
     int used;         /* set by the accessors: an argument nobody used is an error (a typo) */
 };
 

@@ -240,7 +240,10 @@ static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err)
                                 tok_text(&lx->t, buf, sizeof buf));
         if (x->n_tuple == ARG_TUPLE_MAX)
             return syntax_error(lx, lx->t.col, err, "tuple with more than %d elements", ARG_TUPLE_MAX);
-        x->tuple_float |= lx->t.kind == TOK_FLOAT;
+        if (lx->t.kind == TOK_FLOAT && !x->tuple_float) {
+            x->tuple_float = 1;
+            x->float_col = lx->t.col;
+        }
         x->tuple_num[x->n_tuple] = lx->t.num;
         x->tuple[x->n_tuple++] = lx->t.kind == TOK_INT ? (long)lx->t.num : 0;
         if ((rc = lex_next(lx, err)))
