@@ -212,12 +212,10 @@ int args_float_pair(struct args *a, const char *key, int pos, int required, int 
     *form = 0;
     if (rc)
         return rc;
-    if (!x || (x->type == ARG_NONE && allow_none)) {
-        if (required)
-            return x ? args_error(a, x, err, "'%s' must be a number or a pair of numbers, not None", key)
-                     : missing(a, key, err);
-        return ERR_OK;
-    }
+    if (!x)
+        return required ? missing(a, key, err) : ERR_OK;
+    if (x->type == ARG_NONE)
+        return allow_none ? ERR_OK : args_error(a, x, err, "'%s' must be a number or a pair of numbers, not None", key);
     double v[2];
     int n = 0;
     if (x->type == ARG_INT || x->type == ARG_FLOAT) {

@@ -50,8 +50,8 @@ int args_bool(struct args *a, const char *key, int pos, int dflt, int *out, stru
 int args_choice(struct args *a, const char *key, int pos, const char *const *choices, int dflt, int *out,
                 struct error *err);
 /* A number or a tuple of 2 numbers (RandomTranslation's height_factor=0.2 or (-0.2, 0.3)). *form: 0 when
- * absent or None (out unchanged; a required argument must be there and not None), 1 for one number (out[0] =
- * out[1] = it), 2 for a pair. */
+ * absent or None (out unchanged; a required argument must be there, and None is refused unless allow_none),
+ * 1 for one number (out[0] = out[1] = it), 2 for a pair. */
 int args_float_pair(struct args *a, const char *key, int pos, int required, int allow_none, double out[2],
                     int *form, struct error *err);
 /* An integer or None (a Keras seed): *given is 0 when absent or None. */

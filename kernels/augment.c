@@ -4,14 +4,23 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "rng.h"
 
 const char *const augment_fill_names[] = {"reflect", "wrap", "constant", "nearest", NULL};
 const char *const augment_interp_names[] = {"nearest", "bilinear", NULL};
+
+int layer_is_augmentation(const struct layer_ops *ops)
+{
+    return ops == &layer_random_flip || ops == &layer_random_translation || ops == &layer_random_rotation ||
+           ops == &layer_random_zoom || ops == &layer_random_crop;
+}
 
 /* ------------------------------------------------------------------------------------------ draws */
 
@@ -79,42 +88,158 @@ static float map_coord(float c, long len, enum augment_fill fill)
     return c < 0 ? 0 : c > (float)(len - 1) ? (float)(len - 1) : c;
 }
 
-/* Pixel (iy, ix) channel ch, or the fill value outside the image. */
-static inline float read_fill(const float *x, struct augment_image im, long iy, long ix, int ch, float fill_value)
+/* Why a padded copy: after the fill mode, a point that is not filled whole lies in [0, len - 1] on each axis, so
+ * its neighbours are within [0, len]; index len (weight 0, or never read by nearest) reads fill_value, as TF's
+ * read_with_fill_value does. The copy (h + 1, w + 1, c) with a last row and column of fill_value spares every
+ * read its bounds check. */
+static float *pad_image(const float *x, struct augment_image im, float fill_value, float *pad)
 {
-    if (iy < 0 || iy >= im.h || ix < 0 || ix >= im.w)
-        return fill_value;
-    return x[((size_t)iy * im.w + ix) * im.c + ch];
+    const size_t pw = (size_t)im.w + 1, c = (size_t)im.c;
+    for (int r = 0; r < im.h; r++) {
+        memcpy(pad + (size_t)r * pw * c, x + (size_t)r * im.w * c, sizeof(float) * im.w * c);
+        for (size_t ch = 0; ch < c; ch++)
+            pad[((size_t)r * pw + im.w) * c + ch] = fill_value;
+    }
+    for (size_t k = 0; k < pw * c; k++)
+        pad[(size_t)im.h * pw * c + k] = fill_value;
+    return pad;
+}
+
+/* Where the output columns (or rows) of a separable transform read along their axis: neighbours at element
+ * offsets i0, i1 (index times the stride) with weights w0, w1 (nearest: i1 = i0, weights 1 and 0, which gives the
+ * pixel itself), and inside = 0 where the point is filled whole. */
+struct axis_taps {
+    int32_t *i0, *i1;
+    float *w0, *w1;
+    int32_t *inside;
+};
+
+size_t augment_scratch_bytes(struct augment_image im)
+{
+    return sizeof(float) * ((size_t)im.h + 1) * ((size_t)im.w + 1) * im.c + 5 * 4 * ((size_t)im.h + im.w) + 64;
+}
+
+/* Carves n taps out of *mem. */
+static struct axis_taps taps_at(char **mem, int n)
+{
+    struct axis_taps t;
+    t.i0 = (int32_t *)*mem;
+    t.i1 = t.i0 + n;
+    t.w0 = (float *)(t.i1 + n);
+    t.w1 = t.w0 + n;
+    t.inside = (int32_t *)(t.w1 + n);
+    *mem = (char *)(t.inside + n);
+    return t;
+}
+
+static void axis_taps(struct axis_taps *t, int n, float scale, float offset, long len, long stride,
+                      enum augment_fill fill, enum augment_interp interp)
+{
+    for (int o = 0; o < n; o++) {
+        float f = map_coord(scale * (float)o + offset, len, fill);
+        t->inside[o] = !(f < 0 || f > (float)(len - 1));
+        if (!t->inside[o]) {
+            t->i0[o] = t->i1[o] = 0;
+            t->w0[o] = t->w1[o] = 0;
+        } else if (interp == AUG_INTERP_NEAREST) {
+            t->i0[o] = t->i1[o] = (int32_t)((long)roundf(f) * stride);
+            t->w0[o] = 1;
+            t->w1[o] = 0;
+        } else {
+            float f0 = floorf(f), f1 = f0 + 1;
+            t->i0[o] = (int32_t)((long)f0 * stride);
+            t->i1[o] = (int32_t)((long)f1 * stride);
+            t->w0[o] = f1 - f;
+            t->w1[o] = f - f0;
+        }
+    }
+}
+
+/* One output row of a single-channel image from padded rows p0 and p1 with row weights rw0, rw1: TF's bilinear
+ * formula, a select for the filled points, no branch, so that it vectorizes (gathers on AVX-512, picked by the
+ * CPU at load time as dropout's masks are). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "default")))
+#endif
+static void row_c1(const float *p0, const float *p1, float rw0, float rw1, const struct axis_taps *k, int w,
+                   float fill_value, float *restrict out)
+{
+#pragma omp simd
+    for (int ox = 0; ox < w; ox++) {
+        float top = k->w0[ox] * p0[k->i0[ox]] + k->w1[ox] * p0[k->i1[ox]];
+        float bottom = k->w0[ox] * p1[k->i0[ox]] + k->w1[ox] * p1[k->i1[ox]];
+        float v = rw0 * top + rw1 * bottom;
+        out[ox] = k->inside[ox] ? v : fill_value;
+    }
+}
+
+/* augment_affine for t[1] = t[3] = 0 (translation, zoom): each column's and each row's taps worked out once.
+ * p is the padded image. */
+static void affine_separable(const float *p, float *y, struct augment_image im, const struct axis_taps *cols,
+                             const struct axis_taps *rows, float fill_value)
+{
+    const size_t c = (size_t)im.c, pr = ((size_t)im.w + 1) * c; /* padded row */
+    for (int oy = 0; oy < im.h; oy++) {
+        float *out = y + (size_t)oy * im.w * c;
+        if (!rows->inside[oy]) {
+            for (size_t e = 0; e < (size_t)im.w * c; e++)
+                out[e] = fill_value;
+            continue;
+        }
+        const float *p0 = p + rows->i0[oy] * pr, *p1 = p + rows->i1[oy] * pr;
+        const float rw0 = rows->w0[oy], rw1 = rows->w1[oy];
+        if (c == 1) {
+            row_c1(p0, p1, rw0, rw1, cols, im.w, fill_value, out);
+            continue;
+        }
+        for (int ox = 0; ox < im.w; ox++, out += c) {
+            const size_t a = (size_t)cols->i0[ox], b = (size_t)cols->i1[ox];
+            const float w0 = cols->w0[ox], w1 = cols->w1[ox];
+            for (size_t ch = 0; ch < c; ch++) {
+                float v = rw0 * (w0 * p0[a + ch] + w1 * p0[b + ch]) + rw1 * (w0 * p1[a + ch] + w1 * p1[b + ch]);
+                out[ch] = cols->inside[ox] ? v : fill_value;
+            }
+        }
+    }
 }
 
 void augment_affine(const float *x, float *y, struct augment_image im, const float t[6], enum augment_fill fill,
-                    enum augment_interp interp, float fill_value)
+                    enum augment_interp interp, float fill_value, void *scratch)
 {
+    float *p = pad_image(x, im, fill_value, scratch);
+    const size_t c = (size_t)im.c, pr = ((size_t)im.w + 1) * c;
+    if (t[1] == 0 && t[3] == 0) {
+        char *mem = (char *)scratch + sizeof(float) * ((size_t)im.h + 1) * pr;
+        struct axis_taps cols = taps_at(&mem, im.w), rows = taps_at(&mem, im.h);
+        axis_taps(&cols, im.w, t[0], t[2], im.w, (long)c, fill, interp);
+        axis_taps(&rows, im.h, t[4], t[5], im.h, 1, fill, interp);
+        affine_separable(p, y, im, &cols, &rows, fill_value);
+        return;
+    }
     for (int oy = 0; oy < im.h; oy++)
         for (int ox = 0; ox < im.w; ox++) {
-            float *out = y + ((size_t)oy * im.w + ox) * im.c;
+            float *out = y + ((size_t)oy * im.w + ox) * c;
             float in_x = t[0] * (float)ox + t[1] * (float)oy + t[2];
             float in_y = t[3] * (float)ox + t[4] * (float)oy + t[5];
             float fx = map_coord(in_x, im.w, fill), fy = map_coord(in_y, im.h, fill);
             /* Only constant mode leaves points outside: TF fills them whole (no blend with the edge). */
             if (fx < 0 || fx > (float)(im.w - 1) || fy < 0 || fy > (float)(im.h - 1)) {
-                for (int ch = 0; ch < im.c; ch++)
+                for (size_t ch = 0; ch < c; ch++)
                     out[ch] = fill_value;
                 continue;
             }
             if (interp == AUG_INTERP_NEAREST) {
-                long iy = (long)roundf(fy), ix = (long)roundf(fx);
-                for (int ch = 0; ch < im.c; ch++)
-                    out[ch] = read_fill(x, im, iy, ix, ch, fill_value);
+                const float *q = p + (size_t)roundf(fy) * pr + (size_t)roundf(fx) * c;
+                for (size_t ch = 0; ch < c; ch++)
+                    out[ch] = q[ch];
                 continue;
             }
             float y0 = floorf(fy), x0 = floorf(fx), y1 = y0 + 1, x1 = x0 + 1;
-            long iy0 = (long)y0, ix0 = (long)x0, iy1 = (long)y1, ix1 = (long)x1;
-            for (int ch = 0; ch < im.c; ch++) {
-                float top = (x1 - fx) * read_fill(x, im, iy0, ix0, ch, fill_value) +
-                            (fx - x0) * read_fill(x, im, iy0, ix1, ch, fill_value);
-                float bottom = (x1 - fx) * read_fill(x, im, iy1, ix0, ch, fill_value) +
-                               (fx - x0) * read_fill(x, im, iy1, ix1, ch, fill_value);
+            const float *q0 = p + (size_t)y0 * pr, *q1 = p + (size_t)y1 * pr;
+            const size_t a = (size_t)x0 * c, b = (size_t)x1 * c;
+            for (size_t ch = 0; ch < c; ch++) {
+                float top = (x1 - fx) * q0[a + ch] + (fx - x0) * q0[b + ch];
+                float bottom = (x1 - fx) * q1[a + ch] + (fx - x0) * q1[b + ch];
                 out[ch] = (y1 - fy) * top + (fy - y0) * bottom;
             }
         }
@@ -250,6 +375,9 @@ int augment_opts_text(const struct augment_cfg *c, char *buf, size_t size)
 struct augment_priv {
     dnnl_primitive_t to_plain;   /* src layout -> plain; NULL when src is plain already */
     dnnl_memory_t plain;         /* its destination */
+    int threads;                 /* the forward's threads, fixed at create so that the scratch suffices */
+    size_t scratch_bytes;        /* per thread */
+    char *scratch;               /* (threads, scratch_bytes) */
 };
 
 int augment_infer_image(struct layer_spec *spec, struct error *err)
@@ -271,6 +399,7 @@ void augment_destroy(struct layer *l)
             dnnl_primitive_destroy(p->to_plain);
         if (p->plain)
             dnnl_memory_destroy(p->plain);
+        free(p->scratch);
         free(p);
     }
     l->priv = NULL;
@@ -298,6 +427,12 @@ int augment_create(struct layer *l, const struct dnn *d, int need_diff_src, stru
         goto fail;
     if (p->to_plain && (rc = dnn_mem(&p->plain, &in_md, d, NULL, err)))
         goto fail;
+    p->threads = omp_get_max_threads();
+    p->scratch_bytes = (augment_scratch_bytes((struct augment_image){in->h, in->w, in->c}) + 63) / 64 * 64;
+    if (!(p->scratch = aligned_alloc(64, p->scratch_bytes * (size_t)p->threads))) {
+        rc = error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
+        goto fail;
+    }
     return ERR_OK;
 fail:
     augment_destroy(l);
@@ -333,10 +468,11 @@ int augment_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t s
         return ERR_OK;
     }
     augment_sample_fn f = ctx->training ? fn : infer;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(p->threads)
     for (int i = 0; i < l->n; i++) {
         uint64_t key = ctx->training ? augment_key(s, ctx, ctx->sample_ids[i]) : 0;
-        f(s, key, x + (size_t)i * in_size, y + (size_t)i * out_size);
+        f(s, key, x + (size_t)i * in_size, y + (size_t)i * out_size,
+          p->scratch + (size_t)omp_get_thread_num() * p->scratch_bytes);
     }
     return ERR_OK;
 }

@@ -28,7 +28,9 @@ struct augment_image {
  * pixel (x, y) reads input point (a0 x + a1 y + a2, b0 x + b1 y + b2), mapped by the fill mode and interpolated,
  * as TF's ImageProjectiveTransformV3 does (float arithmetic in its order). */
 void augment_affine(const float *x, float *y, struct augment_image im, const float t[6], enum augment_fill fill,
-                    enum augment_interp interp, float fill_value);
+                    enum augment_interp interp, float fill_value, void *scratch);
+/* The scratch augment_affine needs for an image of that size (64-byte aligned). */
+size_t augment_scratch_bytes(struct augment_image im);
 
 /* y (oh, ow, c) = x (h, w, c) resized as Keras's smart_resize does it: the largest centred crop with the target's
  * aspect ratio, then tf.image.resize bilinear (half-pixel centres, no antialiasing). */
@@ -62,8 +64,10 @@ extern const char *const augment_interp_names[]; /* by enum augment_interp, NULL
 
 /* ---- runtime ---- */
 
-/* Applies the layer to one sample: x (in shape) -> y (out shape), with the sample's key (augment_key). */
-typedef void (*augment_sample_fn)(const struct layer_spec *s, uint64_t key, const float *x, float *y);
+/* Applies the layer to one sample: x (in shape) -> y (out shape), with the sample's key (augment_key) and the
+ * thread's scratch (augment_scratch_bytes of the input's size). */
+typedef void (*augment_sample_fn)(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                                  void *scratch);
 
 /* Rank-3 input required; out = in. */
 int augment_infer_image(struct layer_spec *spec, struct error *err);

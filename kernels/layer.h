@@ -223,6 +223,8 @@ extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, la
     layer_activation, layer_batchnorm;
 extern const struct layer_ops layer_random_flip, layer_random_translation, layer_random_rotation,
     layer_random_zoom, layer_random_crop;
+/* One of those five: no weights, no gradient, plain channels-last images out. */
+int layer_is_augmentation(const struct layer_ops *ops);
 
 /* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
 void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);

@@ -37,10 +37,11 @@ static int crop_infer(struct layer_spec *spec, struct error *err)
     return ERR_OK;
 }
 
-static void crop_resize(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void crop_resize(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                        void *scratch)
 {
     const struct shape *in = &s->in, *out = &s->out;
-    (void)key;
+    (void)key, (void)scratch;
     if (in->h == out->h && in->w == out->w)
         memcpy(y, x, sizeof(float) * (size_t)shape_size(in));
     else
@@ -50,11 +51,12 @@ static void crop_resize(const struct layer_spec *s, uint64_t key, const float *x
 /* An integer in [0, n) from a draw's high 32 bits. */
 static long below(uint64_t draw, long n) { return (long)(((draw >> 32) * (uint64_t)n) >> 32); }
 
-static void crop_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void crop_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                        void *scratch)
 {
     const struct shape *in = &s->in, *out = &s->out;
     if (in->h < out->h || in->w < out->w) {
-        crop_resize(s, key, x, y);
+        crop_resize(s, key, x, y, scratch);
         return;
     }
     long h0 = below(rng_hash_last(key, 0), in->h - out->h + 1), w0 = below(rng_hash_last(key, 1), in->w - out->w + 1);

@@ -19,9 +19,11 @@ static int flip_parse(struct layer_spec *spec, struct args *a, struct error *err
     return ERR_OK;
 }
 
-static void flip_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void flip_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                        void *scratch)
 {
     const struct shape *in = &s->in;
+    (void)scratch;
     int fh = s->u.aug.flip_h && augment_unit(key, 0) < 0.5f;
     int fv = s->u.aug.flip_v && augment_unit(key, 1) < 0.5f;
     const size_t row = (size_t)in->w * in->c;
@@ -32,8 +34,12 @@ static void flip_sample(const struct layer_spec *s, uint64_t key, const float *x
             memcpy(dst, src, sizeof(float) * row);
             continue;
         }
-        for (int col = 0; col < in->w; col++)
-            memcpy(dst + (size_t)col * in->c, src + (size_t)(in->w - 1 - col) * in->c, sizeof(float) * in->c);
+        if (in->c == 1) /* grey images: a plain loop, not a copy call per pixel */
+            for (int col = 0; col < in->w; col++)
+                dst[col] = src[in->w - 1 - col];
+        else
+            for (int col = 0; col < in->w; col++)
+                memcpy(dst + (size_t)col * in->c, src + (size_t)(in->w - 1 - col) * in->c, sizeof(float) * in->c);
     }
 }
 
@@ -47,8 +53,8 @@ static int flip_to_text(const struct layer_spec *s, char *buf, size_t size)
     const struct augment_cfg *c = &s->u.aug;
     char seed[32];
     augment_seed_text(c, seed, sizeof seed);
-    return snprintf(buf, size, "%s(mode='%s', seed=%s)", s->ops->name, flip_modes[c->flip_h && c->flip_v ? 2 : c->flip_v],
-                    seed);
+    const char *mode = flip_modes[c->flip_h && c->flip_v ? 2 : c->flip_v];
+    return snprintf(buf, size, "%s(mode='%s', seed=%s)", s->ops->name, mode, seed);
 }
 
 const struct layer_ops layer_random_flip = {

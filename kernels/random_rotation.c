@@ -20,7 +20,8 @@ static int rotation_parse(struct layer_spec *spec, struct args *a, struct error 
 }
 
 /* Keras's get_rotation_matrix, in float as TF computes it. */
-static void rotation_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void rotation_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                            void *scratch)
 {
     const struct augment_cfg *c = &s->u.aug;
     const struct shape *in = &s->in;
@@ -30,7 +31,8 @@ static void rotation_sample(const struct layer_spec *s, uint64_t key, const floa
     float x_off = (w1 - (cs * w1 - sn * h1)) / 2.0f;
     float y_off = (h1 - (sn * w1 + cs * h1)) / 2.0f;
     const float t[6] = {cs, -sn, x_off, sn, cs, y_off};
-    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value);
+    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value,
+                   scratch);
 }
 
 static int rotation_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)

@@ -30,14 +30,16 @@ static int translation_parse(struct layer_spec *spec, struct args *a, struct err
 }
 
 /* Keras's translation matrix [1 0 -dx; 0 1 -dy]: the output at (x, y) reads the input at (x - dx, y - dy). */
-static void translation_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void translation_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                               void *scratch)
 {
     const struct augment_cfg *c = &s->u.aug;
     const struct shape *in = &s->in;
     float dy = augment_uniform(key, 0, (float)c->h_lo, (float)c->h_hi) * (float)in->h;
     float dx = augment_uniform(key, 1, (float)c->w_lo, (float)c->w_hi) * (float)in->w;
     const float t[6] = {1, 0, -dx, 0, 1, -dy};
-    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value);
+    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value,
+                   scratch);
 }
 
 static int translation_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)

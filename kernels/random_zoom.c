@@ -24,7 +24,8 @@ static int zoom_parse(struct layer_spec *spec, struct args *a, struct error *err
 }
 
 /* Keras's get_zoom_matrix, in float as TF computes it. */
-static void zoom_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y)
+static void zoom_sample(const struct layer_spec *s, uint64_t key, const float *x, float *y,
+                        void *scratch)
 {
     const struct augment_cfg *c = &s->u.aug;
     const struct shape *in = &s->in;
@@ -33,7 +34,8 @@ static void zoom_sample(const struct layer_spec *s, uint64_t key, const float *x
     float x_off = ((float)(in->w - 1) / 2.0f) * (1.0f - zx);
     float y_off = ((float)(in->h - 1) / 2.0f) * (1.0f - zy);
     const float t[6] = {zx, 0, x_off, 0, zy, y_off};
-    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value);
+    augment_affine(x, y, (struct augment_image){in->h, in->w, in->c}, t, c->fill, c->interp, (float)c->fill_value,
+                   scratch);
 }
 
 static int zoom_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
