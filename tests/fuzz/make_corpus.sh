@@ -16,6 +16,7 @@ mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint}
 
 # ---- model files: the test model, every layer kind, Keras's argument forms, and a few mistakes -------------
 cp "$here/../data/small.model" "$corpus/model_parse/small.model"
+cp "$here/../data/augment.model" "$corpus/model_parse/augment.model"
 cat >"$corpus/model_parse/every_layer.model" <<'EOF'
 # every layer kind, positional and keyword arguments, tuples
 Input(shape=(16, 16, 1))
@@ -72,6 +73,10 @@ config "$corpus/checkpoint/conv_sgd.h5" >"$corpus/keras_config/conv.json"
 "$trainer" train --model "$corpus/model_parse/every_layer.model" --data "$work/d16.h5" --max-steps 1 --quiet \
   --checkpoint "$work/every.h5"
 config "$work/every.h5" >"$corpus/keras_config/every_layer.json"
+"$make_dataset" "$work/d12.h5" 8 12 4 1
+"$trainer" train --model "$here/../data/augment.model" --data "$work/d12.h5" --max-steps 1 --quiet \
+  --checkpoint "$work/augment.h5"
+config "$work/augment.h5" >"$corpus/keras_config/augment.json"
 
 # ---- datasets: tiny ones as the writer makes them, and a few broken layouts -----------------------------------
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1
