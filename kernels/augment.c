@@ -42,7 +42,7 @@ float augment_uniform(uint64_t key, uint64_t k, float lo, float hi)
 
 /* TF's MapCoordinate for each fill mode (scipy's conventions), in float as TF computes it: a coordinate outside
  * [0, len - 1] is brought back inside, except in constant mode, where the caller then fills. */
-static float map_coord(float c, long len, enum augment_fill fill)
+static inline __attribute__((always_inline)) float map_coord(float c, long len, enum augment_fill fill)
 {
     switch (fill) {
     case AUG_FILL_REFLECT: /* d c b a | a b c d | d c b a */
@@ -86,6 +86,15 @@ static float map_coord(float c, long len, enum augment_fill fill)
     }
     /* The clamp keeps rounding (3.5 in a length of 4) inside. */
     return c < 0 ? 0 : c > (float)(len - 1) ? (float)(len - 1) : c;
+}
+
+/* floorf and roundf (half away from zero) of a point already known to be in [0, len - 1], without a library call
+ * per pixel: truncation is the floor there, and f - floor(f) is exact. */
+static inline float floor_nonneg(float f) { return (float)(long)f; }
+static inline long round_nonneg(float f)
+{
+    float fl = floor_nonneg(f);
+    return (long)fl + (f - fl >= 0.5f);
 }
 
 /* Why a padded copy: after the fill mode, a point that is not filled whole lies in [0, len - 1] on each axis, so
@@ -142,11 +151,11 @@ static void axis_taps(struct axis_taps *t, int n, float scale, float offset, lon
             t->i0[o] = t->i1[o] = 0;
             t->w0[o] = t->w1[o] = 0;
         } else if (interp == AUG_INTERP_NEAREST) {
-            t->i0[o] = t->i1[o] = (int32_t)((long)roundf(f) * stride);
+            t->i0[o] = t->i1[o] = (int32_t)(round_nonneg(f) * stride);
             t->w0[o] = 1;
             t->w1[o] = 0;
         } else {
-            float f0 = floorf(f), f1 = f0 + 1;
+            float f0 = floor_nonneg(f), f1 = f0 + 1;
             t->i0[o] = (int32_t)((long)f0 * stride);
             t->i1[o] = (int32_t)((long)f1 * stride);
             t->w0[o] = f1 - f;
@@ -203,6 +212,55 @@ static void affine_separable(const float *p, float *y, struct augment_image im, 
     }
 }
 
+/* The points (fx, fy) (w,) that output row oy reads, after the fill mode. */
+static inline __attribute__((always_inline)) void row_points(float *fx, float *fy, const float t[6], int oy,
+                                                             struct augment_image im, enum augment_fill fill)
+{
+    for (int ox = 0; ox < im.w; ox++) {
+        fx[ox] = map_coord(t[0] * (float)ox + t[1] * (float)oy + t[2], im.w, fill);
+        fy[ox] = map_coord(t[3] * (float)ox + t[4] * (float)oy + t[5], im.h, fill);
+    }
+}
+
+/* One output row of a single-channel image under a general transform, from its points (fx, fy) after the fill
+ * mode: the same arithmetic as the per-pixel code below, written without branches so that it vectorizes. A point
+ * outside (constant mode) is read at (0, 0) and then replaced by fill_value. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "default")))
+#endif
+static void row_general_c1(const float *p, int pr, const float *fx, const float *fy, struct augment_image im,
+                           enum augment_interp interp, float fill_value, float *restrict out)
+{
+    const float xmax = (float)(im.w - 1), ymax = (float)(im.h - 1);
+    if (interp == AUG_INTERP_NEAREST) {
+#pragma omp simd
+        for (int ox = 0; ox < im.w; ox++) {
+            float X = fx[ox], Y = fy[ox];
+            int in = X >= 0 && X <= xmax && Y >= 0 && Y <= ymax;
+            X = in ? X : 0;
+            Y = in ? Y : 0;
+            int x0 = (int)X, y0 = (int)Y;
+            int xi = x0 + (X - (float)x0 >= 0.5f), yi = y0 + (Y - (float)y0 >= 0.5f);
+            float v = p[yi * pr + xi];
+            out[ox] = in ? v : fill_value;
+        }
+        return;
+    }
+#pragma omp simd
+    for (int ox = 0; ox < im.w; ox++) {
+        float X = fx[ox], Y = fy[ox];
+        int in = X >= 0 && X <= xmax && Y >= 0 && Y <= ymax;
+        X = in ? X : 0;
+        Y = in ? Y : 0;
+        float x0 = (float)(int)X, y0 = (float)(int)Y, x1 = x0 + 1, y1 = y0 + 1;
+        int o = (int)y0 * pr + (int)x0;
+        float top = (x1 - X) * p[o] + (X - x0) * p[o + 1];
+        float bottom = (x1 - X) * p[o + pr] + (X - x0) * p[o + pr + 1];
+        float v = (y1 - Y) * top + (Y - y0) * bottom;
+        out[ox] = in ? v : fill_value;
+    }
+}
+
 void augment_affine(const float *x, float *y, struct augment_image im, const float t[6], enum augment_fill fill,
                     enum augment_interp interp, float fill_value, void *scratch)
 {
@@ -214,6 +272,19 @@ void augment_affine(const float *x, float *y, struct augment_image im, const flo
         axis_taps(&cols, im.w, t[0], t[2], im.w, (long)c, fill, interp);
         axis_taps(&rows, im.h, t[4], t[5], im.h, 1, fill, interp);
         affine_separable(p, y, im, &cols, &rows, fill_value);
+        return;
+    }
+    if (c == 1) {
+        float *fx = (float *)((char *)scratch + sizeof(float) * ((size_t)im.h + 1) * pr), *fy = fx + im.w;
+        for (int oy = 0; oy < im.h; oy++) {
+            switch (fill) { /* one loop per mode, so that map_coord's switch leaves the loop */
+            case AUG_FILL_REFLECT: row_points(fx, fy, t, oy, im, AUG_FILL_REFLECT); break;
+            case AUG_FILL_WRAP: row_points(fx, fy, t, oy, im, AUG_FILL_WRAP); break;
+            case AUG_FILL_CONSTANT: row_points(fx, fy, t, oy, im, AUG_FILL_CONSTANT); break;
+            case AUG_FILL_NEAREST: row_points(fx, fy, t, oy, im, AUG_FILL_NEAREST); break;
+            }
+            row_general_c1(p, (int)pr, fx, fy, im, interp, fill_value, y + (size_t)oy * im.w);
+        }
         return;
     }
     for (int oy = 0; oy < im.h; oy++)
@@ -229,12 +300,12 @@ void augment_affine(const float *x, float *y, struct augment_image im, const flo
                 continue;
             }
             if (interp == AUG_INTERP_NEAREST) {
-                const float *q = p + (size_t)roundf(fy) * pr + (size_t)roundf(fx) * c;
+                const float *q = p + (size_t)round_nonneg(fy) * pr + (size_t)round_nonneg(fx) * c;
                 for (size_t ch = 0; ch < c; ch++)
                     out[ch] = q[ch];
                 continue;
             }
-            float y0 = floorf(fy), x0 = floorf(fx), y1 = y0 + 1, x1 = x0 + 1;
+            float y0 = floor_nonneg(fy), x0 = floor_nonneg(fx), y1 = y0 + 1, x1 = x0 + 1;
             const float *q0 = p + (size_t)y0 * pr, *q1 = p + (size_t)y1 * pr;
             const size_t a = (size_t)x0 * c, b = (size_t)x1 * c;
             for (size_t ch = 0; ch < c; ch++) {
