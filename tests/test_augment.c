@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "dnn.h"
+#include "evaluate.h"
 #include "layer.h"
 #include "model.h"
 #include "net.h"
@@ -205,7 +206,8 @@ static void ref_sample(const struct layer_spec *s, uint64_t key, const float *x,
         for (int i = 0; i < h; i++)
             for (int j = 0; j < w; j++)
                 for (int k = 0; k < ch; k++)
-                    y[((size_t)i * w + j) * ch + k] = x[((size_t)(fv ? h - 1 - i : i) * w + (fh ? w - 1 - j : j)) * ch + k];
+                    y[((size_t)i * w + j) * ch + k] =
+                        x[((size_t)(fv ? h - 1 - i : i) * w + (fh ? w - 1 - j : j)) * ch + k];
         return;
     }
     if (s->ops == &layer_random_crop) {
@@ -546,7 +548,8 @@ static void test_refuses_gradient(void **state)
     struct model m;
     struct error e = {0};
     struct net *net;
-    if (model_parse(&m, "Input(shape=(8, 8, 1))\nConv2D(4, 3)\nRandomFlip()\nFlatten()\nDense(2, activation='softmax')\n",
+    if (model_parse(&m,
+                    "Input(shape=(8, 8, 1))\nConv2D(4, 3)\nRandomFlip()\nFlatten()\nDense(2, activation='softmax')\n",
                     "m.txt", &e) != ERR_OK || net_create(&net, &m, &e) != ERR_OK)
         fail_msg("%s", e.msg);
     uint8_t images[2 * 64] = {0};
@@ -600,7 +603,8 @@ static void test_needs_images(void **state)
     (void)state;
     struct model m;
     struct error e = {0};
-    assert_int_equal(model_parse(&m, "Input(shape=(8, 8, 1))\nFlatten()\nRandomFlip()\nDense(2, activation='softmax')\n",
+    assert_int_equal(model_parse(&m,
+                                 "Input(shape=(8, 8, 1))\nFlatten()\nRandomFlip()\nDense(2, activation='softmax')\n",
                                  "m.txt", &e),
                      ERR_INPUT);
     assert_non_null(strstr(e.msg, "m.txt:3: random_flip_1: needs images"));
@@ -689,6 +693,57 @@ static void test_keras_files(void **state)
     assert_int_equal(m.layers[5].in.h * m.layers[5].in.w, 24 * 24);
 }
 
+/* eval/predict --tta flip: the mean of the probabilities of the images and of their mirrors (made here), the
+ * loss of that mean clipped as Keras clips, and its hits. */
+static void test_tta_flip(void **state)
+{
+    (void)state;
+    enum { N = 5, H = 6, W = 7, C = 2, K = 3 };
+    struct model m;
+    struct error e = {0};
+    struct net *net;
+    if (model_parse(&m,
+                    "Input(shape=(6, 7, 2))\nRandomFlip()\nConv2D(4, 3)\nFlatten()\nDense(3, activation='softmax')\n",
+                    "m.txt", &e) != ERR_OK || net_create(&net, &m, &e) != ERR_OK)
+        fail_msg("%s", e.msg);
+    net_init_params(net, 3);
+    uint8_t images[N * H * W * C], mirror[N * H * W * C];
+    int32_t labels[N] = {0, 1, 2, 1, 0};
+    int64_t ids[N] = {0, 1, 2, 3, 4};
+    for (int i = 0; i < N * H * W * C; i++)
+        images[i] = (uint8_t)((i * 37 + i / 5) % 256);
+    for (int i = 0; i < N * H; i++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < C; c++)
+                mirror[(i * W + x) * C + c] = images[(i * W + W - 1 - x) * C + c];
+    float pa[N * K], pb[N * K], pt[N * K];
+    struct net_batch a = {N, images, labels, ids, 0}, b = {N, mirror, labels, ids, 0};
+    struct net_stats st;
+    assert_int_equal(net_infer_batch(net, &a, pa, NULL, &e), ERR_OK);
+    assert_int_equal(net_infer_batch(net, &b, pb, NULL, &e), ERR_OK);
+    assert_memory_not_equal(pa, pb, sizeof pa);
+    assert_int_equal(evaluate_infer(net, &a, 1, pt, &st, &e), ERR_OK);
+    double loss = 0;
+    long hits = 0;
+    for (int i = 0; i < N; i++) {
+        int best = 0;
+        for (int j = 0; j < K; j++) {
+            double mean = 0.5 * ((double)pa[i * K + j] + pb[i * K + j]);
+            assert_true(fabs(pt[i * K + j] - mean) < 1e-7);
+            if (pt[i * K + j] > pt[i * K + best])
+                best = j;
+        }
+        loss -= log(fmax(1e-7, fmin(1 - 1e-7, 0.5 * ((double)pa[i * K + labels[i]] + pb[i * K + labels[i]]))));
+        hits += best == labels[i];
+    }
+    assert_true(fabs(st.loss_sum - loss) < 1e-5);
+    assert_int_equal(st.correct, hits);
+    /* Without --tta: the network's own probabilities. */
+    assert_int_equal(evaluate_infer(net, &a, 0, pt, NULL, &e), ERR_OK);
+    assert_memory_equal(pt, pa, sizeof pa);
+    net_destroy(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_needs_images),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_keras_files),
+        cmocka_unit_test(test_tta_flip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,5 +52,18 @@ mpi 2 "$trainer" eval --checkpoint np2.h5 --data test.h5 >eval.txt 2>&1 \
   && grep -Eq '^loss: [0-9.]+ - accuracy: [0-9.]+$' eval.txt && ok "eval of an augmented model" \
   || bad "eval: $(cat eval.txt)"
 
+# Test-time augmentation: the same on 1 and 2 ranks; predict takes it too; another value is a usage error.
+json() { sed -n 's/.*"loss": \([0-9.e-]*\), "accuracy": \([0-9.e-]*\).*/\1 \2/p' "$1"; }
+"$trainer" eval --checkpoint np2.h5 --data test.h5 --tta flip --json >tta1.txt 2>&1
+mpi 2 "$trainer" eval --checkpoint np2.h5 --data test.h5 --tta flip --json >tta2.txt 2>&1
+"$trainer" eval --checkpoint np2.h5 --data test.h5 --json >plain.txt 2>&1
+[ -n "$(json tta1.txt)" ] && [ "$(json tta1.txt)" = "$(json tta2.txt)" ] && [ "$(json tta1.txt)" != "$(json plain.txt)" ] \
+  && ok "eval --tta flip: 1 and 2 ranks agree ($(json tta1.txt)), and differ from plain eval ($(json plain.txt))" \
+  || bad "eval --tta flip: $(cat tta1.txt tta2.txt plain.txt)"
+mpi 2 "$trainer" predict --checkpoint np2.h5 --data test.h5 --tta flip -o tta.h5 >/dev/null 2>&1 && [ -s tta.h5 ] \
+  && ok "predict --tta flip" || bad "predict --tta flip"
+"$trainer" eval --checkpoint np2.h5 --data test.h5 --tta rotate >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "unknown augmentation 'rotate'" err.txt && ok "--tta rotate: exit 2" || bad "--tta rotate"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
