@@ -164,7 +164,8 @@ static int random_flip_to_json(const struct layer_spec *s, json_t *cfg)
     return bad | set(cfg, "seed", aug_seed(c));
 }
 
-static int random_translation_to_json(const struct layer_spec *s, json_t *cfg)
+/* RandomTranslation and RandomZoom write the same keys. */
+static int aug_two_factors_to_json(const struct layer_spec *s, json_t *cfg)
 {
     const struct augment_cfg *c = &s->u.aug;
     int bad = aug_common(cfg);
@@ -405,9 +406,9 @@ static const struct keras_kind kinds[] = {
     {&layer_activation, activation_to_json, activation_from_json},
     {&layer_batchnorm, bn_to_json, bn_from_json},
     {&layer_random_flip, random_flip_to_json, aug_from_json},
-    {&layer_random_translation, random_translation_to_json, aug_from_json},
+    {&layer_random_translation, aug_two_factors_to_json, aug_from_json},
     {&layer_random_rotation, random_rotation_to_json, aug_from_json},
-    {&layer_random_zoom, random_translation_to_json, aug_from_json},
+    {&layer_random_zoom, aug_two_factors_to_json, aug_from_json},
     {&layer_random_crop, random_crop_to_json, aug_from_json},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
