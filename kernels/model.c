@@ -599,6 +599,24 @@ static int infer_layer(const char *file, struct layer_spec *spec, struct error *
     return rc;
 }
 
+/* An augmentation layer passes no gradient: no layer with weights may feed it, directly or through others.
+ * weighted[i]: layer i has weights or reads, directly or not, one that has. */
+static int check_augmentation(const char *file, const struct model *m, struct error *err)
+{
+    char weighted[MODEL_MAX_LAYERS] = {0};
+    for (int i = 1; i < m->n_layers; i++) {
+        const struct layer_spec *s = &m->layers[i];
+        int upstream = 0;
+        for (int k = 0; k < s->n_inputs; k++)
+            upstream |= weighted[s->inputs[k]];
+        if (upstream && layer_is_augmentation(s->ops))
+            return layer_error(file, s, err, "%s has no gradient: put it before any layer with weights "
+                               "(right after the Input)", s->ops->name);
+        weighted[i] = (char)(upstream || s->n_params > 0);
+    }
+    return ERR_OK;
+}
+
 /* The network fuses the final softmax with the loss: it must be last, and the output a vector of classes. */
 static int check_output(const char *file, struct model *m, struct error *err)
 {
@@ -692,6 +710,8 @@ int model_infer(struct model *m, const char *file, struct error *err)
         if (rc)
             return rc;
     }
+    if ((rc = check_augmentation(file, m, err)))
+        return rc;
     if ((rc = check_output(file, m, err)))
         return rc;
     assign_offsets(m);
