@@ -60,6 +60,15 @@ static int find(struct args *a, const char *key, int pos, struct arg **out, stru
     return ERR_OK;
 }
 
+/* An integer accessor handed a tuple with a float in it: the error points at that element. */
+static int float_in_tuple(const struct args *a, const struct arg *x, const char *key, struct error *err)
+{
+    struct arg at = *x;
+    if (at.float_col > 0)
+        at.col = at.float_col;
+    return args_error(a, &at, err, "'%s' takes integers, not a float", key);
+}
+
 static int missing(struct args *a, const char *key, struct error *err)
 {
     return args_error(a, NULL, err, "missing required argument '%s'", key);
@@ -77,6 +86,8 @@ int args_int(struct args *a, const char *key, int pos, int required, long dflt, 
         *out = dflt;
         return ERR_OK;
     }
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
     if (x->type == ARG_TUPLE && x->n_tuple == 1) {
         *out = x->tuple[0];
         return ERR_OK;
@@ -104,6 +115,8 @@ int args_pair(struct args *a, const char *key, int pos, int required, long dflt,
         out[0] = out[1] = (long)x->num;
         return ERR_OK;
     }
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
     if (x->type == ARG_TUPLE && x->n_tuple == 2) {
         out[0] = x->tuple[0];
         out[1] = x->tuple[1];
@@ -191,6 +204,52 @@ int args_choice(struct args *a, const char *key, int pos, const char *const *cho
     return args_error(a, x, err, "'%s' must be one of %s, not %s", key, list, type_name(x->type));
 }
 
+int args_float_pair(struct args *a, const char *key, int pos, int required, int allow_none, double out[2],
+                    int *form, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    *form = 0;
+    if (rc)
+        return rc;
+    if (!x)
+        return required ? missing(a, key, err) : ERR_OK;
+    if (x->type == ARG_NONE)
+        return allow_none ? ERR_OK : args_error(a, x, err, "'%s' must be a number or a pair of numbers, not None", key);
+    double v[2];
+    int n = 0;
+    if (x->type == ARG_INT || x->type == ARG_FLOAT) {
+        v[0] = v[1] = x->num;
+        n = 1;
+    } else if (x->type == ARG_TUPLE && x->n_tuple == 2) {
+        v[0] = x->tuple_float ? x->tuple_num[0] : (double)x->tuple[0];
+        v[1] = x->tuple_float ? x->tuple_num[1] : (double)x->tuple[1];
+        n = 2;
+    }
+    if (!n)
+        return args_error(a, x, err, "'%s' must be a number or a pair of numbers such as (-0.2, 0.3)", key);
+    if (!isfinite(v[0]) || !isfinite(v[1]))
+        return args_error(a, x, err, "'%s' must be finite", key);
+    out[0] = v[0];
+    out[1] = v[1];
+    *form = n;
+    return ERR_OK;
+}
+
+int args_int_or_none(struct args *a, const char *key, int pos, long *out, int *given, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, pos, &x, err);
+    *given = 0;
+    if (rc || !x || x->type == ARG_NONE)
+        return rc;
+    if (x->type != ARG_INT)
+        return args_error(a, x, err, "'%s' must be an integer or None, not %s", key, type_name(x->type));
+    *out = (long)x->num;
+    *given = 1;
+    return ERR_OK;
+}
+
 int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err)
 {
     struct arg *x;
@@ -199,6 +258,8 @@ int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, stru
         return rc;
     if (!x)
         return missing(a, key, err);
+    if (x->type == ARG_TUPLE && x->tuple_float)
+        return float_in_tuple(a, x, key, err);
     if (x->type != ARG_TUPLE)
         return args_error(a, x, err, "'%s' must be a tuple such as (28, 28, 1)", key);
     for (int i = 0; i < x->n_tuple; i++)

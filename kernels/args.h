@@ -16,9 +16,12 @@ struct arg {
     enum arg_type type;
     double num;       /* ARG_INT, ARG_FLOAT, ARG_BOOL (0/1) */
     char str[64];     /* ARG_STRING */
-    int n_tuple;      /* ARG_TUPLE: its integer elements */
+    int n_tuple;      /* ARG_TUPLE: its elements */
     long tuple[ARG_TUPLE_MAX];
     int nested;       /* ARG_TUPLE: written as pairs ((a, b), (c, d)), flattened into tuple[] */
+    double tuple_num[ARG_TUPLE_MAX]; /* the same as numbers; a float element only here (tuple_float set) */
+    int tuple_float;  /* some element is a float: only args_float_pair takes such a tuple */
+    int float_col;    /* the column of the first float element, for the integer accessors' message */
     int used;         /* set by the accessors: an argument nobody used is an error (a typo) */
 };
 
@@ -47,6 +50,13 @@ int args_bool(struct args *a, const char *key, int pos, int dflt, int *out, stru
  * spelled "None" when one is listed. */
 int args_choice(struct args *a, const char *key, int pos, const char *const *choices, int dflt, int *out,
                 struct error *err);
+/* A number or a tuple of 2 numbers (RandomTranslation's height_factor=0.2 or (-0.2, 0.3)). *form: 0 when
+ * absent or None (out unchanged; a required argument must be there, and None is refused unless allow_none),
+ * 1 for one number (out[0] = out[1] = it), 2 for a pair. */
+int args_float_pair(struct args *a, const char *key, int pos, int required, int allow_none, double out[2],
+                    int *form, struct error *err);
+/* An integer or None (a Keras seed): *given is 0 when absent or None. */
+int args_int_or_none(struct args *a, const char *key, int pos, long *out, int *given, struct error *err);
 /* A tuple of 1 to ARG_TUPLE_MAX ints (Input shape). */
 int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err);
 

@@ -87,8 +87,11 @@ static int cpu_isa(void)
 
 int conv_pool_fusable(const struct model *m, int i)
 {
-    if (!CONV_POOL_SIMD || i != 1 || i + 1 >= m->n_layers)
+    if (!CONV_POOL_SIMD || i < 1 || i + 1 >= m->n_layers)
         return 0;
+    for (int j = 1; j < i; j++) /* augmentation layers hand on plain images and need no gradient */
+        if (!layer_is_augmentation(m->layers[j].ops))
+            return 0;
     const struct layer_spec *c = &m->layers[i], *p = &m->layers[i + 1];
     if (!is_relu_conv(c) || p->ops != &layer_max_pooling2d)
         return 0;

@@ -7,7 +7,7 @@
 #include "model.h"
 
 /* Whether layers i (a Conv2D) and i + 1 (a MaxPooling2D) of m can run as layer_conv_pool on this CPU: i is the
- * first layer (its input gradient is never needed), the convolution has a ReLU, stride 1, at most
+ * first layer or has only augmentation layers before it (its input gradient is never needed), the convolution has a ReLU, stride 1, at most
  * CONV_POOL_MAX_TAPS kh * kw * in_channels and a multiple of 16 filters, and the pooling's windows tile its
  * input ('valid', strides = pool size). */
 int conv_pool_fusable(const struct model *m, int i);

@@ -14,6 +14,8 @@ const struct layer_ops *const layer_kinds[] = {
     &layer_dense,   &layer_dropout, &layer_activation,
     &layer_batchnorm,
     &layer_add,     &layer_concatenate, &layer_zero_padding2d,
+    &layer_random_flip, &layer_random_translation, &layer_random_rotation, &layer_random_zoom,
+    &layer_random_crop,
     NULL,
 };
 

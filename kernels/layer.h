@@ -71,6 +71,23 @@ struct batchnorm_cfg {
     int center, scale;      /* whether beta / gamma exist */
 };
 
+/* The augmentation layers (augment.h): RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomCrop. */
+enum augment_fill { AUG_FILL_REFLECT, AUG_FILL_WRAP, AUG_FILL_CONSTANT, AUG_FILL_NEAREST };
+enum augment_interp { AUG_INTERP_NEAREST, AUG_INTERP_BILINEAR };
+struct augment_cfg {
+    int flip_h, flip_v;     /* RandomFlip's mode */
+    /* height_factor (RandomRotation: factor) and width_factor as bounds [lo, hi] of the uniform draw; *_form is
+     * how it was written: 1 one number v (lo = -v, hi = v), 2 a pair (lo, hi), 0 None (RandomZoom's width). */
+    double h_lo, h_hi, w_lo, w_hi;
+    int h_form, w_form;
+    enum augment_fill fill;
+    enum augment_interp interp;
+    double fill_value;
+    int height, width;      /* RandomCrop's target size */
+    int has_seed;           /* seed=N given: the draws use N instead of the layer's position */
+    long seed;
+};
+
 /* A parameter tensor of a layer: its name in Keras ("kernel", "bias"), its Keras shape, and its
  * offset in the parameter slab (set by the network). A moving average (BatchNormalization's moving_mean and
  * moving_variance, Keras's non-trainable weights) is not trained: its slot in the gradient slab carries this
@@ -118,6 +135,7 @@ struct layer_spec {
         struct batchnorm_cfg bn;
         struct concat_cfg concat;
         struct zero_pad_cfg pad;
+        struct augment_cfg aug;
     } u;
     /* Filled by model_infer before ops->infer: ins[k] is the output shape of inputs[k], and in = ins[0]. */
     struct shape ins[LAYER_MAX_INPUTS];
@@ -178,6 +196,7 @@ struct step_ctx {
      * once in backward, in layer order (net_train_skip replays the calls of a rank with nothing to run). */
     step_sum_fn sum;
     void *sum_arg;
+    uint64_t epoch;             /* training: 0-based epoch (the augmentation layers' draws depend on it) */
 };
 
 /* One table per layer kind. The Input never runs (the network feeds the scaled images as its output), so
@@ -228,6 +247,10 @@ extern const struct layer_ops *const layer_kinds[];
 extern const struct layer_ops layer_input, layer_conv2d, layer_max_pooling2d, layer_average_pooling2d,
     layer_global_average_pooling2d, layer_global_max_pooling2d, layer_flatten, layer_dense, layer_dropout,
     layer_activation, layer_batchnorm, layer_add, layer_concatenate, layer_zero_padding2d;
+extern const struct layer_ops layer_random_flip, layer_random_translation, layer_random_rotation,
+    layer_random_zoom, layer_random_crop;
+/* One of those five: no weights, no gradient, plain channels-last images out. */
+int layer_is_augmentation(const struct layer_ops *ops);
 
 /* glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
 void layer_glorot_uniform(float *w, size_t n, long fan_in, long fan_out, double (*rnd)(void *), void *state);

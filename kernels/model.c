@@ -173,8 +173,9 @@ static int tok_is(const struct tok *t, const char *word)
 
 /* ------------------------------------------------------------------------------------------ parser */
 
-/* `(a, b)`, `(a,)` of integers; `(a)` is just a, as in Python; at depth 0 also a tuple of pairs. The current
- * token is '('. */
+/* `(a, b)`, `(a,)` of numbers; `(a)` is just a, as in Python; at depth 0 also a tuple of pairs of integers
+ * ((top, bottom), (left, right)), flattened. The current token is '('. Integers go to tuple[] and tuple_num[]; a
+ * float element sets tuple_float (only float-pair arguments take those). */
 static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct error *err)
 {
     char buf[64];
@@ -182,6 +183,7 @@ static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct err
     x->type = ARG_TUPLE;
     x->n_tuple = 0;
     x->nested = 0;
+    x->tuple_float = 0;
     if ((rc = lex_next(lx, err)))
         return rc;
     while (lx->t.kind != TOK_RPAREN) {
@@ -190,22 +192,29 @@ static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct err
             struct arg inner;
             if ((rc = parse_tuple_at(lx, &inner, 1, err)))
                 return rc;
-            if (inner.type != ARG_TUPLE || inner.n_tuple != 2 || x->n_tuple + 2 > ARG_TUPLE_MAX)
+            if (inner.type != ARG_TUPLE || inner.n_tuple != 2 || inner.tuple_float || x->n_tuple + 2 > ARG_TUPLE_MAX)
                 return syntax_error(lx, col, err, "nested tuples hold pairs of integers");
-            x->tuple[x->n_tuple++] = inner.tuple[0];
-            x->tuple[x->n_tuple++] = inner.tuple[1];
+            for (int k = 0; k < 2; k++) {
+                x->tuple_num[x->n_tuple] = (double)inner.tuple[k];
+                x->tuple[x->n_tuple++] = inner.tuple[k];
+            }
             x->nested = 1;
             comma = comma || lx->t.kind == TOK_COMMA;
             if (lx->t.kind == TOK_COMMA && (rc = lex_next(lx, err)))
                 return rc;
             continue;
         }
-        if (lx->t.kind != TOK_INT)
-            return syntax_error(lx, lx->t.col, err, "tuples hold integers: expected an integer, found %s",
+        if (lx->t.kind != TOK_INT && lx->t.kind != TOK_FLOAT)
+            return syntax_error(lx, lx->t.col, err, "tuples hold numbers: expected a number, found %s",
                                 tok_text(&lx->t, buf, sizeof buf));
         if (x->n_tuple == ARG_TUPLE_MAX)
             return syntax_error(lx, lx->t.col, err, "tuple with more than %d elements", ARG_TUPLE_MAX);
-        x->tuple[x->n_tuple++] = (long)lx->t.num;
+        if (lx->t.kind == TOK_FLOAT && !x->tuple_float) {
+            x->tuple_float = 1;
+            x->float_col = lx->t.col;
+        }
+        x->tuple_num[x->n_tuple] = lx->t.num;
+        x->tuple[x->n_tuple++] = lx->t.kind == TOK_INT ? (long)lx->t.num : 0;
         if ((rc = lex_next(lx, err)))
             return rc;
         if (lx->t.kind == TOK_COMMA) {
@@ -220,9 +229,10 @@ static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct err
     if (x->n_tuple == 0)
         return syntax_error(lx, col, err, "empty tuple");
     if (x->n_tuple == 1 && !comma && !x->nested) {
-        x->type = ARG_INT;
-        x->num = (double)x->tuple[0];
+        x->type = x->tuple_float ? ARG_FLOAT : ARG_INT;
+        x->num = x->tuple_num[0];
         x->n_tuple = 0;
+        x->tuple_float = 0;
     }
     return lex_next(lx, err);
 }
@@ -801,6 +811,17 @@ static int infer_layer(const char *file, struct layer_spec *spec, struct error *
     return rc;
 }
 
+/* An augmentation layer passes no gradient: no layer with weights may feed it, directly or through others (its
+ * need_diff_src, which model_infer sets from exactly that). */
+static int check_augmentation(const char *file, const struct model *m, struct error *err)
+{
+    for (int i = 1; i < m->n_layers; i++)
+        if (m->layers[i].need_diff_src && layer_is_augmentation(m->layers[i].ops))
+            return layer_error(file, &m->layers[i], err, "%s has no gradient: put it before any layer with weights "
+                               "(right after the Input)", m->layers[i].ops->name);
+    return ERR_OK;
+}
+
 /* The network fuses the final softmax with the loss: it must be last, and the output a vector of classes. */
 static int check_output(const char *file, struct model *m, struct error *err)
 {
@@ -1026,6 +1047,8 @@ int model_infer(struct model *m, const char *file, struct error *err)
         if (m->layers[i].n_readers == 0)
             return layer_error(file, &m->layers[i], err, "nothing reads its output: a model has one output, the "
                                                          "last layer");
+    if ((rc = check_augmentation(file, m, err)))
+        return rc;
     if ((rc = check_output(file, m, err)))
         return rc;
     if (!model_is_chain(m))

@@ -460,7 +460,7 @@ static int train_batch(struct net *net, const struct net_batch *b, int global_ba
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids, global_batch, NULL, NULL};
+    struct step_ctx ctx = {&net->dnn, 1, seed, step, b->sample_ids, global_batch, NULL, NULL, b->epoch};
     if (net->sum) {
         ctx.sum = counted_sum;
         ctx.sum_arg = sums;
@@ -504,7 +504,7 @@ int net_infer_batch(struct net *net, const struct net_batch *b, float *probs, st
     int rc = plan_get(net, b->n, &p, err);
     if (rc)
         return rc;
-    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids, 0, NULL, NULL};
+    struct step_ctx ctx = {&net->dnn, 0, 0, 0, b->sample_ids, 0, NULL, NULL, 0};
     const float *logits = forward(net, p, b, &ctx, err);
     if (!logits)
         return err->code;

@@ -59,6 +59,7 @@ struct net_batch {
     const uint8_t *images;     /* (n, H, W, C) */
     const int32_t *labels;     /* (n,) in [0, classes); NULL for inference */
     const int64_t *sample_ids; /* (n,) global dataset index of each sample (dropout masks) */
+    uint64_t epoch;            /* training: 0-based epoch of the step (augmentation draws) */
 };
 
 /* Per-batch results, summed over the batch's samples (so ranks can add them up). */

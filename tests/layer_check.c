@@ -110,7 +110,7 @@ void lc_teardown(struct lc *t)
 static struct step_ctx ctx_of(struct lc *t, int training)
 {
     struct step_ctx c = {&t->dnn, training, t->seed, t->step, t->ids,
-                         t->global_batch > 0 ? t->global_batch : t->n, t->sum, t->sum_arg};
+                         t->global_batch > 0 ? t->global_batch : t->n, t->sum, t->sum_arg, 0};
     return c;
 }
 

@@ -64,7 +64,7 @@ static void test_allreduced_gradient_equals_single_rank(void **state)
     const uint64_t seed = 5, step = 11;
 
     /* The whole batch on this rank alone. */
-    struct net_batch all = {B, images, labels, ids};
+    struct net_batch all = {B, images, labels, ids, 0};
     struct net_stats st_all;
     if (net_train_batch(net, &all, B, seed, step, &st_all, &err) != ERR_OK)
         fail_msg("full batch: %s", err.msg);
@@ -73,7 +73,7 @@ static void test_allreduced_gradient_equals_single_rank(void **state)
 
     /* This rank's share (3 or 4 samples), summed over ranks. */
     int lo = B * rank / size, hi = B * (rank + 1) / size;
-    struct net_batch mine = {hi - lo, images + lo * SAMPLE, labels + lo, ids + lo};
+    struct net_batch mine = {hi - lo, images + lo * SAMPLE, labels + lo, ids + lo, 0};
     struct net_stats st;
     if (net_train_batch(net, &mine, B, seed, step, &st, &err) != ERR_OK)
         fail_msg("share: %s", err.msg);

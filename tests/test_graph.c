@@ -97,7 +97,7 @@ static void test_gradients_through_add_and_concatenate(void **state)
     struct net_stats st;
     struct net *net = make_net(grad_model, 3);
     batch(images, labels, ids, GB, GSIDE * GSIDE * GCH, GCLASSES, 7);
-    struct net_batch b = {GB, images, labels, ids};
+    struct net_batch b = {GB, images, labels, ids, 0};
     assert_int_equal(net_train_batch(net, &b, GB, 1, 0, &st, &err), ERR_OK);
     float *grad = malloc(sizeof(float) * net->n_params);
     memcpy(grad, net->grads, sizeof(float) * net->n_params);
@@ -141,7 +141,7 @@ static void train_three_steps(struct net *net)
     struct net_stats st;
     for (int step = 0; step < 3; step++) {
         batch(images, labels, ids, GB, GSIDE * GSIDE * GCH, GCLASSES, 20 + (uint64_t)step);
-        struct net_batch b = {GB, images, labels, ids};
+        struct net_batch b = {GB, images, labels, ids, 0};
         assert_int_equal(net_train_batch(net, &b, GB, 1, (uint64_t)step, &st, &err), ERR_OK);
         for (size_t i = 0; i < net->n_params; i++)
             net->params[i] -= 0.1f * net->grads[i];

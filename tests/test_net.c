@@ -66,7 +66,7 @@ static void test_fused_relu_backward_is_bit_identical(void **state)
     int64_t ids[B];
     make_batch(images, labels, ids);
     struct net *fused = make_net(0), *plain = make_net(1);
-    struct net_batch b = {B, images, labels, ids};
+    struct net_batch b = {B, images, labels, ids, 0};
     for (int step = 0; step < 3; step++) {
         struct net_stats s1, s2;
         if (net_train_batch(fused, &b, B, 3, (uint64_t)step, &s1, &err) != ERR_OK ||
@@ -160,7 +160,7 @@ static void test_fused_first_layers_match(void **state)
     random_batch(17, 300, 3, images, sizeof images, labels, ids, N);
     for (size_t k = 0; k < sizeof fused_models / sizeof fused_models[0]; k++) {
         struct net *fused = make_net_from(fused_models[k], 0), *plain = make_net_from(fused_models[k], 1);
-        struct net_batch b = {N, images, labels, ids};
+        struct net_batch b = {N, images, labels, ids, 0};
         struct net_stats s1, s2;
         if (net_train_batch(fused, &b, N, 3, 0, &s1, &err) != ERR_OK ||
             net_train_batch(plain, &b, N, 3, 0, &s2, &err) != ERR_OK)
@@ -199,7 +199,7 @@ static void test_fixed_shape_kernels_are_bit_identical(void **state)
         struct net *fixed = make_net_from(fused_models[k], 0);
         conv_pool_generic = 1;
         struct net *generic = make_net_from(fused_models[k], 0);
-        struct net_batch b = {N, images, labels, ids};
+        struct net_batch b = {N, images, labels, ids, 0};
         struct net_stats s1, s2;
         for (int step = 0; step < 3; step++) {
             if (net_train_batch(generic, &b, N, 3, (uint64_t)step, &s2, &err) != ERR_OK)
@@ -247,7 +247,7 @@ static void test_avx2_kernels_are_the_avx512_bits(void **state)
             struct net *wide = make_net_from(fused_models[k], 0);
             conv_pool_avx2_only = 1;
             struct net *narrow = make_net_from(fused_models[k], 0);
-            struct net_batch b = {N, images, labels, ids};
+            struct net_batch b = {N, images, labels, ids, 0};
             struct net_stats s1, s2;
             for (int step = 0; step < 2; step++) {
                 conv_pool_avx2_only = 0;
@@ -289,7 +289,7 @@ static void test_timing_changes_nothing(void **state)
     struct net_timing t;
     memset(&t, 0, sizeof t);
     timed->timing = &t;
-    struct net_batch b = {B, images, labels, ids};
+    struct net_batch b = {B, images, labels, ids, 0};
     struct net_stats s1, s2;
     if (net_train_batch(timed, &b, B, 3, 0, &s1, &err) != ERR_OK ||
         net_train_batch(untimed, &b, B, 3, 0, &s2, &err) != ERR_OK)

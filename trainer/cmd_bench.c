@@ -271,7 +271,8 @@ static int step(struct bench *b, int64_t k, int timed, struct error *err)
     int rc = get_batch(b, k, &fb, err);
     double t1 = dist_wtime();
     struct net_stats st = {0, 0};
-    struct net_batch nb = {fb.n, fb.images, fb.labels, fb.ids};
+    struct net_batch nb = {fb.n, fb.images, fb.labels, fb.ids,
+                           b->feed ? (uint64_t)(k / b->steps_per_epoch) : 0};
     if (rc == ERR_OK && fb.n > 0) {
         rc = net_train_batch(net, &nb, (int)b->o.batch, 1, (uint64_t)k, &st, err);
     } else {

@@ -25,6 +25,7 @@ static const char eval_usage[] =
     "  --data F          dataset, HDF5 (required)\n"
     "  --batch-size B    samples per rank per forward pass (default 256)\n"
     "  --threads T       threads per rank (default: cores / ranks on the node)\n"
+    "  --tta flip        test-time augmentation: the mean of the probabilities of each image and its mirror\n"
     "  --json            one JSON object instead of the tables\n"
     "  -h, --help        this help\n";
 
@@ -36,15 +37,17 @@ static const char predict_usage[] =
     "  -o, --output F    output HDF5 file (required; replaced atomically)\n"
     "  --batch-size B    samples per rank per forward pass (default 256)\n"
     "  --threads T       threads per rank (default: cores / ranks on the node)\n"
+    "  --tta flip        test-time augmentation: the mean of the probabilities of each image and its mirror\n"
     "  -h, --help        this help\n";
 
 struct eval_opts {
     const char *checkpoint, *data, *output;
     long batch, threads;
     int json;
+    int tta_flip; /* --tta flip */
 };
 
-enum { OPT_CHECKPOINT = 256, OPT_DATA, OPT_BATCH, OPT_THREADS, OPT_JSON };
+enum { OPT_CHECKPOINT = 256, OPT_DATA, OPT_BATCH, OPT_THREADS, OPT_JSON, OPT_TTA };
 
 static int parse(const char *cmd, const char *usage, int predict, int argc, char **argv, struct eval_opts *o)
 {
@@ -52,7 +55,8 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
         {"checkpoint", required_argument, 0, OPT_CHECKPOINT}, {"data", required_argument, 0, OPT_DATA},
         {"batch-size", required_argument, 0, OPT_BATCH},      {"threads", required_argument, 0, OPT_THREADS},
         {"json", no_argument, 0, OPT_JSON},                   {"output", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},                        {0, 0, 0, 0},
+        {"help", no_argument, 0, 'h'},                        {"tta", required_argument, 0, OPT_TTA},
+        {0, 0, 0, 0},
     };
     int c, rc = 0;
     memset(o, 0, sizeof *o);
@@ -63,6 +67,11 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
         case OPT_DATA: o->data = optarg; break;
         case OPT_BATCH: rc = cli_long(cmd, "--batch-size", optarg, 1, 1 << 16, &o->batch); break;
         case OPT_THREADS: rc = cli_long(cmd, "--threads", optarg, 1, 4096, &o->threads); break;
+        case OPT_TTA:
+            if (strcmp(optarg, "flip") != 0)
+                return cli_usage(cmd, "--tta: unknown augmentation '%s' (only 'flip')", optarg);
+            o->tta_flip = 1;
+            break;
         case OPT_JSON:
             if (predict)
                 return cli_usage(cmd, "unknown option '--json'");
@@ -272,7 +281,7 @@ int cmd_eval(int argc, char **argv)
     if (rc == ERR_OK) {
         int k = net->model.n_classes;
         struct eval_result r = {0, 0, 0, calloc((size_t)k * k, sizeof(int64_t))};
-        rc = evaluate(net, &ds, 0, ds.n, (int)o.batch, &r, &err);
+        rc = evaluate_tta(net, &ds, 0, ds.n, (int)o.batch, o.tta_flip, &r, &err);
         if (rc == ERR_OK && dist_rank() == 0) {
             (o.json ? print_json : print_tables)(&o, &ds, &r, k);
             /* A full disk or a closed pipe must not look like success to a script. */
@@ -336,8 +345,8 @@ static int write_predictions(const char *path, const float *probs, int64_t n, in
 }
 
 /* This rank's contiguous part of the dataset, probabilities into probs (hi-lo, k). */
-static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_t hi, int chunk, float *probs,
-                         struct error *err)
+static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_t hi, int chunk, int tta_flip,
+                         float *probs, struct error *err)
 {
     size_t sample = (size_t)ds->h * ds->w * ds->c;
     int k = net->model.n_classes, rc = ERR_OK;
@@ -352,9 +361,9 @@ static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_
             ids[i] = at + i;
         /* Labels are not checked against the model (0 classes): predict needs none. */
         rc = dataset_read(ds, ids, n, images, labels, 0, err);
-        struct net_batch b = {n, images, NULL, ids};
+        struct net_batch b = {n, images, NULL, ids, 0};
         if (rc == ERR_OK)
-            rc = net_infer_batch(net, &b, probs + (size_t)(at - lo) * k, NULL, err);
+            rc = evaluate_infer(net, &b, tta_flip, probs + (size_t)(at - lo) * k, NULL, err);
     }
     free(images);
     free(labels);
@@ -388,7 +397,7 @@ int cmd_predict(int argc, char **argv)
             all = malloc(sizeof(float) * (size_t)(ds.n * k));
         rc = (!mine || (rank == 0 && !all)) ? error_set(&err, ERR_INTERNAL, "out of memory") : ERR_OK;
         if (rc == ERR_OK)
-            rc = predict_local(net, &ds, lo, hi, (int)o.batch, mine, &err);
+            rc = predict_local(net, &ds, lo, hi, (int)o.batch, o.tta_flip, mine, &err);
         rc = cli_agree(rc, &err);
         if (rc == ERR_OK) {
             dist_gather_f32(mine, (int)((hi - lo) * k), all);

@@ -15,6 +15,17 @@ struct eval_result {
     int64_t *confusion; /* (classes, classes) row = true class, column = predicted; NULL if not wanted */
 };
 
+/* Probabilities probs (n, classes) of a batch for eval and predict: net_infer_batch's, or with tta_flip (test-time
+ * augmentation, as airbench does) the mean of those of the images and of their left-right mirrors. stats (may be
+ * NULL, and needs labels) then get the cross-entropy of the mean, clipped to [1e-7, 1 - 1e-7] as Keras clips, and
+ * its hits. */
+int evaluate_infer(struct net *net, const struct net_batch *b, int tta_flip, float *probs, struct net_stats *stats,
+                   struct error *err);
+
+/* evaluate with evaluate_infer's tta_flip. */
+int evaluate_tta(struct net *net, struct dataset *ds, int64_t start, int64_t end, int chunk, int tta_flip,
+                 struct eval_result *r, struct error *err);
+
 /* Collective. Samples [start, end) of ds in chunks of `chunk` per rank. confusion (if r->confusion is set)
  * must have classes*classes zeroed slots. Returns an error code agreed by all ranks, whose message the rank
  * that found it has already printed (cli_agree). */

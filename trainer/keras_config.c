@@ -155,6 +155,72 @@ static int zero_pad_to_json(const struct layer_spec *s, json_t *c)
     return bad | set(c, "data_format", json_string("channels_last"));
 }
 
+/* The augmentation layers write what tf.keras 2.x writes: dtype after name/trainable, then their own keys in
+ * get_config's order; a factor as it was given (a number, or a pair as a list). */
+static json_t *aug_factor(double lo, double hi, int form)
+{
+    if (form == 0)
+        return json_null();
+    if (form == 1)
+        return json_real(hi);
+    return json_pack("[ff]", lo, hi);
+}
+
+static int aug_common(json_t *cfg)
+{
+    return json_object_get(cfg, "dtype") ? 0 : set(cfg, "dtype", json_string("float32"));
+}
+
+static json_t *aug_seed(const struct augment_cfg *c)
+{
+    return c->has_seed ? json_integer(c->seed) : json_null();
+}
+
+static int aug_fill_to_json(const struct augment_cfg *c, json_t *cfg)
+{
+    static const char *const fills[] = {"reflect", "wrap", "constant", "nearest"};
+    int bad = set(cfg, "fill_mode", json_string(fills[c->fill]));
+    bad |= set(cfg, "fill_value", json_real(c->fill_value));
+    bad |= set(cfg, "interpolation", json_string(c->interp == AUG_INTERP_NEAREST ? "nearest" : "bilinear"));
+    return bad | set(cfg, "seed", aug_seed(c));
+}
+
+static int random_flip_to_json(const struct layer_spec *s, json_t *cfg)
+{
+    const struct augment_cfg *c = &s->u.aug;
+    const char *mode = c->flip_h && c->flip_v ? "horizontal_and_vertical" : c->flip_h ? "horizontal" : "vertical";
+    int bad = aug_common(cfg);
+    bad |= set(cfg, "mode", json_string(mode));
+    return bad | set(cfg, "seed", aug_seed(c));
+}
+
+/* RandomTranslation and RandomZoom write the same keys. */
+static int aug_two_factors_to_json(const struct layer_spec *s, json_t *cfg)
+{
+    const struct augment_cfg *c = &s->u.aug;
+    int bad = aug_common(cfg);
+    bad |= set(cfg, "height_factor", aug_factor(c->h_lo, c->h_hi, c->h_form));
+    bad |= set(cfg, "width_factor", aug_factor(c->w_lo, c->w_hi, c->w_form));
+    return bad | aug_fill_to_json(c, cfg);
+}
+
+static int random_rotation_to_json(const struct layer_spec *s, json_t *cfg)
+{
+    const struct augment_cfg *c = &s->u.aug;
+    int bad = aug_common(cfg);
+    bad |= set(cfg, "factor", aug_factor(c->h_lo, c->h_hi, c->h_form));
+    return bad | aug_fill_to_json(c, cfg);
+}
+
+static int random_crop_to_json(const struct layer_spec *s, json_t *cfg)
+{
+    const struct augment_cfg *c = &s->u.aug;
+    int bad = aug_common(cfg);
+    bad |= set(cfg, "height", json_integer(c->height));
+    bad |= set(cfg, "width", json_integer(c->width));
+    return bad | set(cfg, "seed", aug_seed(c));
+}
+
 /* ---- JSON -> layer arguments ---------------------------------------------------------------------------- */
 
 /* A JSON value as a Keras user wrote it: [2, 2] as (2, 2), strings quoted, null as None. */
@@ -164,8 +230,11 @@ static void value_text(json_t *v, char *buf, size_t size)
         size_t len = snprintf(buf, size, "(");
         for (size_t i = 0; i < json_array_size(v) && len < size; i++) {
             json_t *x = json_array_get(v, i);
-            len += snprintf(buf + len, size - len, "%s%lld", i ? ", " : "",
-                            json_is_integer(x) ? (long long)json_integer_value(x) : -1LL);
+            if (json_is_real(x))
+                len += snprintf(buf + len, size - len, "%s%g", i ? ", " : "", json_real_value(x));
+            else
+                len += snprintf(buf + len, size - len, "%s%lld", i ? ", " : "",
+                                json_is_integer(x) ? (long long)json_integer_value(x) : -1LL);
         }
         if (len < size)
             snprintf(buf + len, size - len, ")");
@@ -212,9 +281,11 @@ static int json_to_arg(const char *key, json_t *v, struct arg *x, const char *wh
         x->n_tuple = (int)json_array_size(v);
         for (int i = 0; i < x->n_tuple; i++) {
             json_t *e = json_array_get(v, i);
-            if (!json_is_integer(e))
+            if (!json_is_number(e))
                 goto bad;
-            x->tuple[i] = (long)json_integer_value(e);
+            x->tuple_float |= json_is_real(e); /* a factor pair of the augmentation layers */
+            x->tuple_num[i] = json_number_value(e);
+            x->tuple[i] = json_is_integer(e) ? (long)json_integer_value(e) : 0;
         }
     } else {
         goto bad;
@@ -423,6 +494,14 @@ static int zero_pad_from_json(json_t *cfg, struct args *a, const char *where, st
     return copy_args(cfg, keys, a, where, err);
 }
 
+/* The augmentation layers' keys are their model-file keywords; Keras 2.2-2.3 wrote no fill_value (0 then). */
+static int aug_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    static const char *const keys[] = {"mode", "height_factor", "width_factor", "factor", "fill_mode", "fill_value",
+                                       "interpolation", "height", "width", "seed", NULL};
+    return copy_args(cfg, keys, a, where, err);
+}
+
 static const struct keras_kind kinds[] = {
     {&layer_add, merge_to_json, merge_from_json},
     {&layer_concatenate, concat_to_json, concat_from_json},
@@ -437,6 +516,11 @@ static const struct keras_kind kinds[] = {
     {&layer_dropout, dropout_to_json, dropout_from_json},
     {&layer_activation, activation_to_json, activation_from_json},
     {&layer_batchnorm, bn_to_json, bn_from_json},
+    {&layer_random_flip, random_flip_to_json, aug_from_json},
+    {&layer_random_translation, aug_two_factors_to_json, aug_from_json},
+    {&layer_random_rotation, random_rotation_to_json, aug_from_json},
+    {&layer_random_zoom, aug_two_factors_to_json, aug_from_json},
+    {&layer_random_crop, random_crop_to_json, aug_from_json},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 

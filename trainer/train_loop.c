@@ -49,7 +49,7 @@ static int local_gradient(struct run *r, int64_t gb, struct error *err)
     int ran = 0;
     if (n > 0) {
         struct net_stats st = {0, 0};
-        struct net_batch b = {n, fb.images, fb.labels, fb.ids};
+        struct net_batch b = {n, fb.images, fb.labels, fb.ids, (uint64_t)r->at.epoch};
         if (rc == ERR_OK) {
             rc = net_train_batch(net, &b, (int)gb, r->at.seed, (uint64_t)r->at.step, &st, err);
             ran = 1;

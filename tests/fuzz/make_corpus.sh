@@ -18,6 +18,7 @@ mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx}
 cp "$here/../data/small.model" "$corpus/model_parse/small.model"
 # functional statements: every graph layer, a tensor read three times, name=, Model(...)
 cp "$here/../data/graph.model" "$corpus/model_parse/functional.model"
+cp "$here/../data/augment.model" "$corpus/model_parse/augment.model"
 cat >"$corpus/model_parse/every_layer.model" <<'EOF'
 # every layer kind, positional and keyword arguments, tuples
 Input(shape=(16, 16, 1))
@@ -88,6 +89,10 @@ config "$work/graph.h5" >"$corpus/keras_config/functional.json"
 "$trainer" export onnx "$work/every.h5" -o "$corpus/onnx/every_layer.onnx" >/dev/null
 # subgraphs nested past the reader's depth limit (protobuf-c itself recurses without one)
 /usr/bin/python3 "$here/../tools/onnx_check.py" deep "$corpus/onnx/nested_subgraphs.onnx" 40
+"$make_dataset" "$work/d12.h5" 8 12 4 1
+"$trainer" train --model "$here/../data/augment.model" --data "$work/d12.h5" --max-steps 1 --quiet \
+  --checkpoint "$work/augment.h5"
+config "$work/augment.h5" >"$corpus/keras_config/augment.json"
 
 # ---- datasets: tiny ones as the writer makes them, and a few broken layouts -----------------------------------
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1
