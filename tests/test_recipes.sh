@@ -88,6 +88,7 @@ mpi 2 "$trainer" train --data train.h5 --val test.h5 --threads 1 --model "$model
   --checkpoint es.h5 --metrics es.csv >es.txt 2>&1
 [ "$(tail -n +2 es.csv | wc -l)" -eq 3 ] && grep -q "Epoch 3: early stopping" es.txt \
   && ok "EarlyStopping stops after epoch 3" || bad "EarlyStopping: $(cat es.txt)"
+grep -q "^Epoch 1/10 - .* - lr: 0.001 - " es.txt && ok "the epoch line shows the lr" || bad "epoch line: $(head -30 es.txt)"
 grep -q "restored the weights of epoch 1" es.txt && "$compare" one.h5 es.h5 0 >/dev/null \
   && ok "EarlyStopping restores the best (epoch 1) weights" || bad "restore_best_weights: $(tail -3 es.txt)"
 # Stopped in epoch 3 and resumed (the best weights travel in the checkpoint), on 1 rank.
@@ -130,6 +131,10 @@ expect 2 "plateau2.h5: trained with the callbacks" "resume with other callbacks"
   "$trainer" train --data train.h5 --val test.h5 --resume plateau2.h5 --callback "EarlyStopping(monitor='loss')"
 expect 2 "plateau2.h5: its callbacks watch a val_ metric" "resume a val_ callback without validation data" \
   "$trainer" train --data train.h5 --resume plateau2.h5 --epochs 5
+# The same options again (as a requeued batch job passes them) are accepted, without --lr-schedule too.
+"$trainer" train --data train.h5 --resume step49.h5 --lr-schedule step --step-epochs 1,2 --step-factor 0.5 --lr 0.05 \
+  --epochs 3 >same.txt 2>&1 && "$trainer" train --data train.h5 --resume step49.h5 --step-epochs 1,2 >>same.txt 2>&1 \
+  && grep -q "nothing to do" same.txt && ok "resume with the same schedule options" || bad "same options: $(cat same.txt)"
 # Every rank stops, the message shows once.
 mpi 2 "$trainer" train "${base[@]}" --callback "EarlyStopping(patience=-1)" >out.txt 2>err.txt; rc=$?
 [ "$rc" -eq 2 ] && [ "$(grep -c 'trainer: error: --callback:1:' err.txt)" -eq 1 ] \

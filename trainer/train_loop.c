@@ -136,6 +136,8 @@ static int report_epoch(struct run *r, const struct eval_result *v, double secs,
                loss, acc);
         if (r->has_val)
             printf(" - val_loss: %.4f - val_acc: %.4f", v->loss, v->acc);
+        if (train_sched_varies(r))
+            printf(" - lr: %.4g", r->lr_now);
         printf(" - %.0f img/s\n", ips);
         fflush(stdout);
     }

@@ -50,17 +50,19 @@ int train_sched_check_opts(struct train_opts *o)
     struct sched_conf *s = &o->sched;
     struct error err = {0};
     s->lr = o->optim.lr;
-    if ((o->set_sched & SET(OPT_MIN_LR)) && s->kind != SCHED_COSINE)
+    /* Resumed without --lr-schedule: the options apply to the checkpoint's schedule (train_sched_resume). */
+    int kind_known = !o->resume || (o->set_sched & SET(OPT_LR_SCHEDULE));
+    if ((o->set_sched & SET(OPT_MIN_LR)) && s->kind != SCHED_COSINE && kind_known)
         return cli_usage("train", "--min-lr applies to --lr-schedule cosine only");
-    if ((o->set_sched & (SET(OPT_STEP_EPOCHS) | SET(OPT_STEP_FACTOR))) && s->kind != SCHED_STEP)
+    if ((o->set_sched & (SET(OPT_STEP_EPOCHS) | SET(OPT_STEP_FACTOR))) && s->kind != SCHED_STEP && kind_known)
         return cli_usage("train", "--step-epochs and --step-factor apply to --lr-schedule step only");
-    if ((o->set_sched & SET(OPT_DECAY_RATE)) && s->kind != SCHED_EXPONENTIAL)
+    if ((o->set_sched & SET(OPT_DECAY_RATE)) && s->kind != SCHED_EXPONENTIAL && kind_known)
         return cli_usage("train", "--decay-rate applies to --lr-schedule exponential only");
     if (s->kind == SCHED_STEP && !(o->set_sched & SET(OPT_STEP_EPOCHS)) && !o->resume)
         return cli_usage("train", "--lr-schedule step needs --step-epochs (such as 30,60)");
     if ((s->kind == SCHED_STEP && s->step_factor <= 0) || (s->kind == SCHED_EXPONENTIAL && s->decay_rate <= 0))
         return cli_usage("train", "--step-factor and --decay-rate must be above 0");
-    if (s->kind == SCHED_COSINE && s->min_lr > s->lr)
+    if (s->kind == SCHED_COSINE && s->min_lr > s->lr && !o->resume) /* a resumed run's lr: sched_check */
         return cli_usage("train", "--min-lr %g is above --lr %g: a cosine schedule decays", s->min_lr, s->lr);
     callbacks_init(&o->callbacks);
     for (int i = 0; i < o->n_callbacks; i++)
@@ -195,6 +197,11 @@ int train_sched_epoch_end(struct run *r, const struct eval_result *v, struct err
 }
 
 int train_sched_stopped(const struct run *r) { return r->at.callbacks.stopped; }
+
+int train_sched_varies(const struct run *r)
+{
+    return !sched_is_constant(&r->at.sched) || r->at.callbacks.n > 0;
+}
 
 int train_sched_finish(struct run *r)
 {

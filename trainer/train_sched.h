@@ -36,6 +36,8 @@ void train_sched_base_lr(struct run *r);
 int train_sched_epoch_end(struct run *r, const struct eval_result *v, struct error *err);
 /* Whether training ended for good (--epochs done, or an EarlyStopping stopped it). */
 int train_sched_stopped(const struct run *r);
+/* Whether the lr may change during the run (a schedule or callbacks): the epoch line then shows it. */
+int train_sched_varies(const struct run *r);
 /* Collective, when training ends for good: EarlyStopping's best weights put back (Keras 3's on_train_end).
  * Returns 1 when it did so (a checkpoint is then due), else 0. */
 int train_sched_finish(struct run *r);
