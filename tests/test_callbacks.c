@@ -6,11 +6,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "callbacks.h"
+#include "checkpoint.h"
+#include "net.h"
 
 static void add(struct callbacks *c, const char *text)
 {
@@ -224,6 +229,85 @@ static void test_state_round_trip(void **state)
     assert_int_equal(b.n, 0);
 }
 
+/* The schedule, the callbacks' configs and state and the best weights through a checkpoint, exactly; a
+ * checkpoint without them reads as a constant schedule at its lr with no callbacks. */
+static void test_checkpoint_round_trip(void **state)
+{
+    (void)state;
+    static struct model m;
+    struct net *net = NULL;
+    struct optim opt;
+    struct optim_conf oc;
+    struct error err = {0};
+    char path[] = "/tmp/test_callbacks_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(model_parse(&m, "Input(shape=(4, 4, 1))\nFlatten()\nDense(3, activation='softmax')\n", "t",
+                                 &err), ERR_OK);
+    assert_int_equal(net_create(&net, &m, &err), ERR_OK);
+    for (size_t i = 0; i < net->n_params; i++)
+        net->params[i] = (float)i * 0.25f - 3;
+    optim_defaults(&oc, OPTIM_SGD);
+    oc.lr = 0.05;
+    assert_int_equal(optim_init(&opt, &oc, net->n_params, &err), ERR_OK);
+    struct checkpoint_state st = {.step = 70, .epoch = 2, .global_batch = 8, .world_size = 2, .best_val_loss = INFINITY};
+    st.optim = oc;
+    sched_defaults(&st.sched);
+    st.sched.kind = SCHED_STEP;
+    st.sched.lr = 0.05;
+    st.sched.warmup_epochs = 0.3;
+    assert_int_equal(sched_parse_epochs("1.5,3", &st.sched, &err), ERR_OK);
+    st.sched.step_factor = 0.25;
+    st.sched_epochs = 4;
+    st.sched_steps_per_epoch = 35;
+    callbacks_init(&st.callbacks);
+    add(&st.callbacks, "ReduceLROnPlateau(monitor='loss', factor=0.3, patience=1, cooldown=2)");
+    add(&st.callbacks, "EarlyStopping(patience=4, baseline=0.5, restore_best_weights=True)");
+    epoch(&st.callbacks, 0, 0.9, 0.05);
+    epoch(&st.callbacks, 1, 0.95, 0.05);
+    st.callbacks.best_weights = malloc(sizeof(float) * net->n_params);
+    for (size_t i = 0; i < net->n_params; i++)
+        st.callbacks.best_weights[i] = (float)i / 7;
+    assert_int_equal(checkpoint_write(path, net, &opt, &st, &err), ERR_OK);
+
+    struct checkpoint_state got;
+    assert_int_equal(checkpoint_read_state(path, NULL, &got, &err), ERR_OK);
+    assert_true(sched_same(&got.sched, &st.sched));
+    assert_int_equal(got.sched_epochs, 4);
+    assert_int_equal(got.sched_steps_per_epoch, 35);
+    assert_int_equal(got.callbacks.n, 2);
+    assert_true(got.callbacks.lr_factor == st.callbacks.lr_factor && st.callbacks.lr_factor == 0.3);
+    assert_null(got.callbacks.best_weights);
+    for (int i = 0; i < 2; i++) {
+        const struct callback *a = &st.callbacks.cb[i], *b = &got.callbacks.cb[i];
+        assert_string_equal(a->text, b->text);
+        assert_true(a->best == b->best);
+        assert_int_equal(a->wait, b->wait);
+        assert_int_equal(a->cooldown_counter, b->cooldown_counter);
+        assert_int_equal(a->best_epoch, b->best_epoch);
+        assert_int_equal(a->stopped_epoch, b->stopped_epoch);
+        assert_int_equal(a->started, b->started);
+    }
+    float *w = malloc(sizeof(float) * net->n_params);
+    assert_int_equal(checkpoint_read_best_weights(path, w, net->n_params, &err), ERR_OK);
+    assert_memory_equal(w, st.callbacks.best_weights, sizeof(float) * net->n_params);
+    assert_int_equal(checkpoint_read_best_weights(path, w, net->n_params + 1, &err), ERR_INPUT);
+
+    /* Without the schedule (sched_steps_per_epoch 0, as before schedules existed). */
+    st.sched_steps_per_epoch = 0;
+    assert_int_equal(checkpoint_write(path, net, &opt, &st, &err), ERR_OK);
+    assert_int_equal(checkpoint_read_state(path, NULL, &got, &err), ERR_OK);
+    assert_true(got.sched.kind == SCHED_CONSTANT && got.sched.lr == 0.05 && got.callbacks.n == 0);
+    assert_true(got.callbacks.lr_factor == 1);
+    assert_int_equal(checkpoint_read_best_weights(path, w, net->n_params, &err), ERR_INPUT);
+    free(w);
+    callbacks_free(&st.callbacks);
+    optim_release(&opt);
+    net_destroy(net);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_plateau),
         cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_checkpoint_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
