@@ -52,7 +52,7 @@ while [ "$kills" -lt 20 ] && [ "$launches" -lt 30 ]; do
   fi
   bg=$!
   # Once this run has written a checkpoint (it is training), 0 to 0.3 s later: within a step or a write.
-  for _ in $(seq 300); do [ "$(inode)" != "$before" ] && break; kill -0 "$bg" 2>/dev/null || break; sleep 0.02; done
+  for _ in $(seq 750); do [ "$(inode)" != "$before" ] && break; kill -0 "$bg" 2>/dev/null || break; sleep 0.02; done
   sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
   r=($(ranks))
   if [ ${#r[@]} -lt 2 ]; then
