@@ -211,7 +211,7 @@ static void test_state_round_trip(void **state)
     callbacks_text(&b, text2, sizeof text2);
     assert_string_equal(text, text2);
     callbacks_get_state(&a, st);
-    callbacks_set_state(&b, st);
+    assert_int_equal(callbacks_set_state(&b, st), 0);
     b.lr_factor = a.lr_factor;
     /* Both continue the same way from here. */
     for (long e = 4; e < 9; e++) {
@@ -224,6 +224,14 @@ static void test_state_round_trip(void **state)
             assert_int_equal(a.cb[i].wait, b.cb[i].wait);
             assert_int_equal(a.cb[i].cooldown_counter, b.cb[i].cooldown_counter);
         }
+    }
+    /* A damaged file's counters are refused, not converted. */
+    const double bad[] = {1e300, -2, 0.5, NAN};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        double copy[CALLBACKS_MAX * CALLBACK_STATE_FIELDS];
+        memcpy(copy, st, sizeof copy);
+        copy[CALLBACK_STATE_FIELDS + 1 + (k == 3 ? -1 : 0)] = bad[k]; /* wait of the second, or its best */
+        assert_int_equal(callbacks_set_state(&b, copy), -1);
     }
     assert_int_equal(callbacks_from_text(&b, "", &err), ERR_OK);
     assert_int_equal(b.n, 0);

@@ -324,8 +324,17 @@ void callbacks_get_state(const struct callbacks *c, double *out)
     }
 }
 
-void callbacks_set_state(struct callbacks *c, const double *in)
+/* A counter or an epoch as stored: a whole number in [lo, 1e9]. */
+static int counter_ok(double v, double lo) { return v >= lo && v <= 1e9 && v == floor(v); }
+
+int callbacks_set_state(struct callbacks *c, const double *in)
 {
+    for (int i = 0; i < c->n; i++) {
+        const double *v = in + (size_t)i * CALLBACK_STATE_FIELDS;
+        if (isnan(v[0]) || !counter_ok(v[1], 0) || !counter_ok(v[2], 0) || !counter_ok(v[3], 0) ||
+            !counter_ok(v[4], -1) || !counter_ok(v[5], 0) || v[5] > 1)
+            return -1;
+    }
     for (int i = 0; i < c->n; i++) {
         struct callback *cb = &c->cb[i];
         const double *v = in + (size_t)i * CALLBACK_STATE_FIELDS;
@@ -336,4 +345,5 @@ void callbacks_set_state(struct callbacks *c, const double *in)
         cb->stopped_epoch = (long)v[4];
         cb->started = v[5] != 0;
     }
+    return 0;
 }

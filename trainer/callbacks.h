@@ -82,8 +82,9 @@ int callbacks_from_text(struct callbacks *c, const char *text, struct error *err
 void callbacks_epoch_end(struct callbacks *c, long epoch, const double logs[CB_N_LOGS], double base_lr,
                          struct cb_events *ev);
 
-/* The state as numbers (CALLBACK_STATE_FIELDS per callback) and back. */
+/* The state as numbers (CALLBACK_STATE_FIELDS per callback) and back; callbacks_set_state returns -1 (and
+ * changes nothing) when a counter is not a whole number in range or best is NaN. */
 void callbacks_get_state(const struct callbacks *c, double *out);
-void callbacks_set_state(struct callbacks *c, const double *in);
+int callbacks_set_state(struct callbacks *c, const double *in);
 
 #endif

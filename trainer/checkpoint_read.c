@@ -465,12 +465,15 @@ static int get_f64_array(hid_t obj, const char *name, double *out, size_t n)
 static int schedule_valid(const struct checkpoint_state *st)
 {
     const struct sched_conf *s = &st->sched;
-    int ok = isfinite(s->lr) && s->lr >= 0 && isfinite(s->warmup_epochs) && s->warmup_epochs >= 0 &&
-             isfinite(s->min_lr) && s->min_lr >= 0 && isfinite(s->step_factor) && s->step_factor > 0 &&
-             isfinite(s->decay_rate) && s->decay_rate > 0 && st->sched_epochs >= 1 && st->sched_steps_per_epoch >= 1 &&
-             isfinite(st->callbacks.lr_factor) && st->callbacks.lr_factor >= 0 && st->callbacks.lr_factor <= 1;
+    /* The command line's bounds (epochs up to 1e6, steps per epoch below 2^40), so that no product or
+     * conversion to steps can overflow. */
+    int ok = isfinite(s->lr) && s->lr >= 0 && s->lr <= 1e6 && s->warmup_epochs >= 0 && s->warmup_epochs <= 1e6 &&
+             s->min_lr >= 0 && s->min_lr <= 1e6 && s->step_factor > 0 && s->step_factor <= 1e6 &&
+             s->decay_rate > 0 && s->decay_rate <= 1e6 && st->sched_epochs >= 1 && st->sched_epochs <= 1000000 &&
+             st->sched_steps_per_epoch >= 1 && st->sched_steps_per_epoch < (int64_t)1 << 40 &&
+             st->callbacks.lr_factor >= 0 && st->callbacks.lr_factor <= 1;
     for (int i = 0; i < s->n_boundaries && ok; i++)
-        ok = isfinite(s->step_epochs[i]) && s->step_epochs[i] > 0 && (i == 0 || s->step_epochs[i] > s->step_epochs[i - 1]);
+        ok = s->step_epochs[i] > 0 && s->step_epochs[i] <= 1e6 && (i == 0 || s->step_epochs[i] > s->step_epochs[i - 1]);
     return ok;
 }
 
@@ -520,7 +523,8 @@ static int read_schedule(hid_t g, struct checkpoint_state *st, const char *path,
     if (st->callbacks.n > 0 &&
         get_f64_array(g, "callback_state", state, (size_t)st->callbacks.n * CALLBACK_STATE_FIELDS))
         return error_set(err, ERR_INPUT, "%s: /trainer/callback_state is missing or of the wrong size", path);
-    callbacks_set_state(&st->callbacks, state);
+    if (callbacks_set_state(&st->callbacks, state))
+        return error_set(err, ERR_INPUT, "%s: /trainer/callback_state holds invalid counters (damaged file)", path);
     st->callbacks.lr_factor = factor;
     st->callbacks.stopped = stopped != 0;
     st->callbacks.restored = restored != 0;
