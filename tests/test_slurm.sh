@@ -159,7 +159,10 @@ cd "$work" || exit 1
 # the ranks are frozen well before the end.
 export MODEL=$data/small.model DATA=$work/train.h5 EPOCHS=40 BATCH=16 TRAINER=$trainer
 total=5120
-export TRAINER_ARGS="--threads 1 --seed 5 --optimizer adam"
+# A schedule and a callback ride along (TRAINER_ARGS, CALLBACKS): every requeued run passes them again, and
+# the resumed runs continue them from the checkpoint.
+export TRAINER_ARGS="--threads 1 --seed 5 --optimizer adam --lr-schedule cosine --warmup-epochs 2"
+export CALLBACKS="ReduceLROnPlateau(monitor='loss', factor=0.5, patience=1, min_delta=10)"
 
 # ---- 1. train-mpirun.sbatch: the warning from Slurm's time limit --------------------------------------
 # slurmctld checks time limits every 30 s, the first time 30 s after it starts. With --time=1 and @30 the
@@ -189,7 +192,7 @@ mjob_frozen=$?
 # reference took 33 s; waiting for it first left the job too little of the 30 s between the warning and the
 # time limit, and it was killed there.)
 ( RANKS=2 "$top/jobs/run.sh" train --model "$MODEL" --data "$DATA" --epochs "$EPOCHS" --batch-size "$BATCH" \
-    $TRAINER_ARGS --quiet --checkpoint "$work/reference.h5" >reference.txt 2>&1
+    $TRAINER_ARGS --callback "$CALLBACKS" --quiet --checkpoint "$work/reference.h5" >reference.txt 2>&1
   echo $? >reference.rc ) &
 reference=$!
 

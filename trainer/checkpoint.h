@@ -6,10 +6,12 @@
 
 #include <stdint.h>
 
+#include "callbacks.h"
 #include "error.h"
 #include "model.h"
 #include "net.h"
 #include "optim.h"
+#include "schedule.h"
 
 #define CHECKPOINT_FORMAT_VERSION 1
 
@@ -31,6 +33,13 @@ struct checkpoint_state {
     /* Read only (checkpoint_write takes the optimizer's own conf): the optimizer and its hyper-parameters,
      * so that a resumed run continues with them unless the command line overrides them. */
     struct optim_conf optim;
+    /* The learning-rate schedule and the callbacks' configs and state (schedule.h, callbacks.h), written when
+     * sched_steps_per_epoch > 0. A checkpoint without them reads as a constant schedule at optim.lr and no
+     * callbacks. callbacks.best_weights is written when set, never read here: see checkpoint_read_best_weights. */
+    struct sched_conf sched;
+    int64_t sched_epochs;          /* the --epochs the schedule spans (cosine's end) */
+    int64_t sched_steps_per_epoch; /* the steps per epoch it was set for */
+    struct callbacks callbacks;
 };
 
 /* Writes path atomically: PATH.tmp.<pid> in the same directory, flushed, fsynced, renamed over path (and
@@ -48,6 +57,10 @@ int checkpoint_read_weights(const char *path, struct net *net, struct error *err
 
 /* Loads /trainer's state and optimizer slots (opt must be initialised with the same kind and size). */
 int checkpoint_read_state(const char *path, struct optim *opt, struct checkpoint_state *st, struct error *err);
+
+/* /trainer/best_weights (n,): EarlyStopping's copy of the parameter slab, into dst. ERR_INPUT when absent or of
+ * another size. */
+int checkpoint_read_best_weights(const char *path, float *dst, size_t n, struct error *err);
 
 /* Builds a model from Keras model_config JSON text (Sequential). `file` names it in messages. */
 int keras_config_to_model(const char *json, const char *file, struct model *m, struct error *err);

@@ -5,6 +5,7 @@
 #include "checkpoint.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,6 +462,92 @@ static int read_optim_conf(hid_t g, struct optim_conf *c, const char *path, stru
     return ERR_OK;
 }
 
+/* A numeric attribute of exactly n elements into out; -1 when absent or of another size. */
+static int get_f64_array(hid_t obj, const char *name, double *out, size_t n)
+{
+    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t type = a < 0 ? H5I_INVALID_HID : H5Aget_type(a), space = a < 0 ? H5I_INVALID_HID : H5Aget_space(a);
+    H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
+    int rc = -1;
+    if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && H5Sget_simple_extent_npoints(space) == (hssize_t)n &&
+        H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0)
+        rc = 0;
+    close_id(&space, H5Sclose);
+    close_id(&type, H5Tclose);
+    close_id(&a, H5Aclose);
+    return rc;
+}
+
+/* The schedule's numbers: finite, and in the ranges the command line allows. */
+static int schedule_valid(const struct checkpoint_state *st)
+{
+    const struct sched_conf *s = &st->sched;
+    /* The command line's bounds (epochs up to 1e6, steps per epoch below 2^40), so that no product or
+     * conversion to steps can overflow. */
+    int ok = isfinite(s->lr) && s->lr >= 0 && s->lr <= 1e6 && s->warmup_epochs >= 0 && s->warmup_epochs <= 1e6 &&
+             s->min_lr >= 0 && s->min_lr <= 1e6 && s->step_factor > 0 && s->step_factor <= 1e6 &&
+             s->decay_rate > 0 && s->decay_rate <= 1e6 && st->sched_epochs >= 1 && st->sched_epochs <= 1000000 &&
+             st->sched_steps_per_epoch >= 1 && st->sched_steps_per_epoch < (int64_t)1 << 40 &&
+             st->callbacks.lr_factor >= 0 && st->callbacks.lr_factor <= 1;
+    for (int i = 0; i < s->n_boundaries && ok; i++)
+        ok = s->step_epochs[i] > 0 && s->step_epochs[i] <= 1e6 && (i == 0 || s->step_epochs[i] > s->step_epochs[i - 1]);
+    return ok;
+}
+
+/* The schedule and the callbacks (write_schedule); defaults for a checkpoint written before them. */
+static int read_schedule(hid_t g, struct checkpoint_state *st, const char *path, struct error *err)
+{
+    struct sched_conf *s = &st->sched;
+    sched_defaults(s);
+    s->lr = st->optim.lr;
+    callbacks_init(&st->callbacks);
+    char *kind = get_string(g, "lr_schedule");
+    if (!kind)
+        return ERR_OK;
+    int k = sched_kind_from_name(kind);
+    free(kind);
+    int32_t stopped = 0, restored = 0;
+    hid_t a = H5Aexists(g, "step_epochs") > 0 ? H5Aopen(g, "step_epochs", H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t space = a < 0 ? H5I_INVALID_HID : H5Aget_space(a);
+    hssize_t nb = space < 0 ? 0 : H5Sget_simple_extent_npoints(space);
+    close_id(&space, H5Sclose);
+    close_id(&a, H5Aclose);
+    s->kind = k < 0 ? SCHED_CONSTANT : (enum sched_kind)k;
+    s->n_boundaries = nb > 0 && nb <= SCHED_MAX_BOUNDARIES ? (int)nb : 0;
+    int bad = k < 0 || nb < 0 || nb > SCHED_MAX_BOUNDARIES || get_scalar(g, "schedule_lr", H5T_NATIVE_DOUBLE, &s->lr) ||
+              get_scalar(g, "warmup_epochs", H5T_NATIVE_DOUBLE, &s->warmup_epochs) ||
+              get_scalar(g, "min_lr", H5T_NATIVE_DOUBLE, &s->min_lr) ||
+              get_scalar(g, "step_factor", H5T_NATIVE_DOUBLE, &s->step_factor) ||
+              get_scalar(g, "decay_rate", H5T_NATIVE_DOUBLE, &s->decay_rate) ||
+              (nb > 0 && get_f64_array(g, "step_epochs", s->step_epochs, (size_t)nb)) ||
+              get_scalar(g, "schedule_epochs", H5T_NATIVE_INT64, &st->sched_epochs) ||
+              get_scalar(g, "schedule_steps_per_epoch", H5T_NATIVE_INT64, &st->sched_steps_per_epoch) ||
+              get_scalar(g, "lr_factor", H5T_NATIVE_DOUBLE, &st->callbacks.lr_factor) ||
+              get_scalar(g, "stopped_early", H5T_NATIVE_INT32, &stopped) ||
+              get_scalar(g, "restored_best_weights", H5T_NATIVE_INT32, &restored);
+    if (bad || !schedule_valid(st))
+        return error_set(err, ERR_INPUT, "%s: /trainer: the learning-rate schedule is missing parts or invalid "
+                                         "(damaged file)", path);
+    char *text = get_string(g, "callbacks");
+    double state[CALLBACKS_MAX * CALLBACK_STATE_FIELDS];
+    double factor = st->callbacks.lr_factor;
+    struct error why = {0};
+    int rc = text ? callbacks_from_text(&st->callbacks, text, &why) : ERR_INPUT;
+    free(text);
+    if (rc != ERR_OK)
+        return error_set(err, ERR_INPUT, "%s: /trainer/callbacks cannot be read: %s", path,
+                         why.msg[0] ? why.msg : "missing");
+    if (st->callbacks.n > 0 &&
+        get_f64_array(g, "callback_state", state, (size_t)st->callbacks.n * CALLBACK_STATE_FIELDS))
+        return error_set(err, ERR_INPUT, "%s: /trainer/callback_state is missing or of the wrong size", path);
+    if (callbacks_set_state(&st->callbacks, state))
+        return error_set(err, ERR_INPUT, "%s: /trainer/callback_state holds invalid counters (damaged file)", path);
+    st->callbacks.lr_factor = factor;
+    st->callbacks.stopped = stopped != 0;
+    st->callbacks.restored = restored != 0;
+    return ERR_OK;
+}
+
 static int read_state(hid_t g, struct checkpoint_state *st, const char *path, struct error *err)
 {
     static const char *const keys[] = {"step", "epoch", "epoch_step", "global_batch", "epoch_seen"};
@@ -481,7 +568,8 @@ static int read_state(hid_t g, struct checkpoint_state *st, const char *path, st
     if (get_scalar(g, "world_size", H5T_NATIVE_INT64, &world) || world < 1 || world > 1 << 24)
         return error_set(err, ERR_INPUT, "%s: /trainer/world_size is missing or invalid", path);
     st->world_size = (int)world;
-    return read_optim_conf(g, &st->optim, path, err);
+    int rc = read_optim_conf(g, &st->optim, path, err);
+    return rc ? rc : read_schedule(g, st, path, err);
 }
 
 /* optimizer_slots must be (n_slots, n) of opt: the same optimizer on the same model. */
@@ -545,6 +633,26 @@ int checkpoint_read_state(const char *path, struct optim *opt, struct checkpoint
         *st = got;
 done:
     close_id(&g, H5Gclose);
+    close_id(&file, H5Fclose);
+    return rc;
+}
+
+int checkpoint_read_best_weights(const char *path, float *dst, size_t n, struct error *err)
+{
+    hid_t file, d = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int rc = open_checked(path, &file, err);
+    if (rc)
+        return rc;
+    if (has_link(file, "trainer/best_weights"))
+        d = H5Dopen2(file, "trainer/best_weights", H5P_DEFAULT);
+    space = d < 0 ? H5I_INVALID_HID : H5Dget_space(d);
+    if (d < 0 || space < 0 || H5Sget_simple_extent_npoints(space) != (hssize_t)n)
+        rc = error_set(err, ERR_INPUT, "%s: /trainer/best_weights is missing or not of the model's %zu parameters",
+                       path, n);
+    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+        rc = error_set(err, ERR_INPUT, "%s: /trainer/best_weights cannot be read (damaged file)", path);
+    close_id(&space, H5Sclose);
+    close_id(&d, H5Dclose);
     close_id(&file, H5Fclose);
     return rc;
 }

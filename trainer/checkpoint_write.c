@@ -285,13 +285,50 @@ static int write_state(struct writer *w, hid_t g, const struct checkpoint_state 
     return bad ? -1 : 0;
 }
 
+/* A 1-D float64 attribute (n > 0). */
+static int put_f64_array(struct writer *w, hid_t obj, const char *name, const double *v, size_t n)
+{
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    int rc = space < 0 ? writer_fail(w) : put_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, space, v);
+    close_id(&space, H5Sclose);
+    return rc;
+}
+
+/* The schedule, the callbacks' configs (their Keras calls) and state, and EarlyStopping's best weights. */
+static int write_schedule(struct writer *w, hid_t g, const struct checkpoint_state *st, size_t n_params)
+{
+    const struct sched_conf *s = &st->sched;
+    const struct callbacks *c = &st->callbacks;
+    char text[CALLBACKS_MAX * sizeof c->cb[0].text];
+    double state[CALLBACKS_MAX * CALLBACK_STATE_FIELDS];
+    callbacks_text(c, text, sizeof text);
+    callbacks_get_state(c, state);
+    int bad = put_string(w, g, "lr_schedule", sched_kind_name(s->kind)) || put_f64(w, g, "schedule_lr", s->lr) ||
+              put_f64(w, g, "warmup_epochs", s->warmup_epochs) || put_f64(w, g, "min_lr", s->min_lr) ||
+              put_f64(w, g, "step_factor", s->step_factor) || put_f64(w, g, "decay_rate", s->decay_rate) ||
+              (s->n_boundaries > 0 && put_f64_array(w, g, "step_epochs", s->step_epochs, (size_t)s->n_boundaries)) ||
+              put_i64(w, g, "schedule_epochs", st->sched_epochs) ||
+              put_i64(w, g, "schedule_steps_per_epoch", st->sched_steps_per_epoch) ||
+              put_string(w, g, "callbacks", text) ||
+              (c->n > 0 && put_f64_array(w, g, "callback_state", state, (size_t)c->n * CALLBACK_STATE_FIELDS)) ||
+              put_f64(w, g, "lr_factor", c->lr_factor) || put_i32(w, g, "stopped_early", c->stopped) ||
+              put_i32(w, g, "restored_best_weights", c->restored);
+    if (!bad && c->best_weights) {
+        hsize_t dims[1] = {(hsize_t)n_params};
+        bad = put_floats(w, g, "best_weights", 1, dims, c->best_weights);
+    }
+    return bad ? -1 : 0;
+}
+
 static int write_trainer(struct writer *w, const struct net *net, const struct optim *opt,
                          const struct checkpoint_state *st)
 {
     hid_t g = new_group(w, w->file, "trainer");
     int bad = g < 0 || put_i32(w, g, "format_version", CHECKPOINT_FORMAT_VERSION) ||
               put_string(w, g, "model_text", net->model.text) || (st && write_state(w, g, st)) ||
-              (opt && write_optimizer(w, g, opt));
+              (opt && write_optimizer(w, g, opt)) ||
+              (st && st->sched_steps_per_epoch > 0 && write_schedule(w, g, st, net->n_params));
     close_id(&g, H5Gclose);
     return bad ? -1 : 0;
 }

@@ -160,6 +160,29 @@ static void print_keras_optimizer(const char *training_config)
     json_decref(root);
 }
 
+/* The learning-rate schedule and the callbacks with their state. */
+static void print_schedule(const struct checkpoint_state *st)
+{
+    char s[256];
+    const struct callbacks *c = &st->callbacks;
+    printf("Schedule:   %s", sched_describe(s, sizeof s, &st->sched));
+    if (st->sched_steps_per_epoch > 0)
+        printf(" (%lld epochs of %lld steps)", (long long)st->sched_epochs, (long long)st->sched_steps_per_epoch);
+    putchar('\n');
+    for (int i = 0; i < c->n; i++) {
+        const struct callback *cb = &c->cb[i];
+        printf("Callback:   %s\n            best %s %.6g at epoch %ld, wait %ld", cb->text, cb->monitor_name,
+               cb->best, cb->best_epoch + 1, cb->wait);
+        if (cb->kind == CB_REDUCE_LR_ON_PLATEAU)
+            printf(", cooldown %ld, lr factor %g\n", cb->cooldown_counter, c->lr_factor);
+        else if (cb->stopped_epoch >= 0)
+            printf(", stopped training after epoch %ld%s\n", cb->stopped_epoch + 1,
+                   c->restored ? " (best weights restored)" : "");
+        else
+            printf("\n");
+    }
+}
+
 static void print_state(const struct checkpoint_state *st)
 {
     char a[32], b[32], opt[160];
@@ -174,6 +197,7 @@ static void print_state(const struct checkpoint_state *st)
            st->world_size == 1 ? "" : "s", st->world_size);
     if (isfinite(st->best_val_loss))
         printf("Best:       val_loss %.4f\n", st->best_val_loss);
+    print_schedule(st);
 }
 
 static int info_model(const char *path, enum kind kind, struct error *err)

@@ -15,6 +15,7 @@
 #include "h5file.h"
 #include "summary.h"
 #include "train.h"
+#include "train_sched.h"
 
 static const char usage_text[] =
     "usage: trainer train --model M --data TRAIN.h5 [options]\n"
@@ -43,6 +44,13 @@ static const char usage_text[] =
     "  --threads T             threads per rank (default: cores / ranks on the node)\n"
     "  --max-steps S           stop after S optimizer steps in all, counted from the start\n"
     "  --quiet                 no summary, progress bar or epoch lines\n"
+    "  --lr-schedule S         constant | cosine | step | exponential, per optimizer step (default constant)\n"
+    "  --min-lr X              cosine: the last step's lr (default 0; Keras CosineDecay alpha = X / lr)\n"
+    "  --step-epochs E1,E2     step: epochs after which lr is multiplied by --step-factor (default 0.1)\n"
+    "  --step-factor X\n"
+    "  --decay-rate X          exponential: lr * X^(epochs done) (default 0.96)\n"
+    "  --warmup-epochs W       a linear ramp from 0 to --lr over the first W epochs (fractional allowed)\n"
+    "  --callback \"C(...)\"     ReduceLROnPlateau(...) or EarlyStopping(...) in Keras syntax; repeatable\n"
     "  -h, --help              this help\n\n"
     "environment:\n"
     "  TRAINER_PROGRESS=bar|lines|auto   force the live bar or plain epoch lines (default auto)\n"
@@ -79,6 +87,13 @@ static const struct option long_opts[] = {
     {"threads", required_argument, 0, OPT_THREADS},
     {"max-steps", required_argument, 0, OPT_MAX_STEPS},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"lr-schedule", required_argument, 0, OPT_LR_SCHEDULE},
+    {"min-lr", required_argument, 0, OPT_MIN_LR},
+    {"step-epochs", required_argument, 0, OPT_STEP_EPOCHS},
+    {"step-factor", required_argument, 0, OPT_STEP_FACTOR},
+    {"decay-rate", required_argument, 0, OPT_DECAY_RATE},
+    {"warmup-epochs", required_argument, 0, OPT_WARMUP_EPOCHS},
+    {"callback", required_argument, 0, OPT_CALLBACK},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -91,7 +106,7 @@ static int take_opt(int c, struct train_opts *o, const char **optimizer, double 
     case OPT_DATA: o->data = optarg; return 0;
     case OPT_VAL: o->val = optarg; return 0;
     case OPT_VAL_SPLIT: return cli_double("train", "--val-split", optarg, 0, 0.99, &o->val_split);
-    case OPT_EPOCHS: return cli_long("train", "--epochs", optarg, 1, 1000000, &o->epochs);
+    case OPT_EPOCHS: o->set_epochs = 1; return cli_long("train", "--epochs", optarg, 1, 1000000, &o->epochs);
     case OPT_BATCH: o->set_batch = 1; return cli_long("train", "--batch-size", optarg, 1, 1 << 20, &o->batch);
     case OPT_OPTIMIZER: o->set_optimizer = 1; *optimizer = optarg; return 0;
     case OPT_LR: o->set_lr = 1; return cli_double("train", "--lr", optarg, 0, 1e6, lr);
@@ -112,7 +127,7 @@ static int take_opt(int c, struct train_opts *o, const char **optimizer, double 
         if (cli_is_root())
             fputs(usage_text, stdout);
         return -1;
-    default: return ERR_USAGE;
+    default: return train_sched_take_opt(c, optarg, o);
     }
 }
 
@@ -146,6 +161,7 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
     o->epochs = 10;
     o->batch = 32;
     o->seed = 1;
+    sched_defaults(&o->sched);
     while (rc == 0 && (c = cli_getopt("train", argc, argv, "h", long_opts)) != -1)
         rc = take_opt(c, o, &optimizer, &lr, &momentum);
     if (rc)
@@ -163,7 +179,9 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
     if (momentum >= 0)
         o->optim.momentum = momentum;
     o->optim.nesterov = o->set_nesterov;
-    return check_opts(o);
+    if ((rc = check_opts(o)))
+        return rc;
+    return train_sched_check_opts(o);
 }
 
 static int check_shape(const struct dataset *ds, const struct model *m, struct error *err)
@@ -229,7 +247,7 @@ static int resume_settings(struct run *r, struct error *err)
     o->optim = c;
     o->batch = at->global_batch;
     o->seed = (long)at->seed;
-    return ERR_OK;
+    return train_sched_resume(r, err);
 }
 
 static int open_data(struct run *r, struct error *err)
@@ -320,7 +338,7 @@ static int setup(struct run *r, struct error *err)
         return rc;
     if (r->o.resume && (rc = resume_settings(r, err)))
         return rc;
-    if ((rc = open_data(r, err)) || (rc = setup_net(r, err)))
+    if ((rc = open_data(r, err)) || (rc = setup_net(r, err)) || (rc = train_sched_setup(r, err)))
         return rc;
     return setup_buffers(r, err);
 }
@@ -339,6 +357,7 @@ static void teardown(struct run *r)
     free(r->images);
     free(r->labels);
     free(r->ids);
+    callbacks_free(&r->at.callbacks);
     if (r->metrics)
         fclose(r->metrics);
 }
@@ -376,6 +395,7 @@ static void print_setup(const struct run *r)
     if (o->max_steps)
         printf(", at most %s steps", summary_count(a, sizeof a, o->max_steps));
     printf(" (seed %ld)\n", o->seed);
+    train_sched_print(r);
     if (o->resume && r->at.epoch_step)
         printf("Resuming:   %s in epoch %lld after batch %s of %s (step %lld)\n", o->resume,
                (long long)r->at.epoch + 1, summary_count(a, sizeof a, r->at.epoch_step),

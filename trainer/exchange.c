@@ -185,3 +185,15 @@ void exchange_sync_optimizer(struct net *net, struct optim *opt)
     for (int s = 0; s < opt->n_slots; s++)
         dist_allgather_f32(opt->slots + (size_t)s * opt->n, net->n_params);
 }
+
+void exchange_set_params(struct net *net, const float *src)
+{
+    if (ex.mode == MODE_SHARED) {
+        dist_node_barrier(); /* nobody still reads the old ones */
+        if (ex.node_rank == 0)
+            memcpy(net->params, src, net->n_params * sizeof(float));
+        dist_node_barrier();
+    } else {
+        memcpy(net->params, src, net->n_params * sizeof(float));
+    }
+}

@@ -59,4 +59,8 @@ double exchange_update(struct net *net, struct optim *opt, const struct exchange
  * shard's only; node-shared slots are whole already). Collective. */
 void exchange_sync_optimizer(struct net *net, struct optim *opt);
 
+/* Collective: every rank's net->params become src (n_params,), the same on every rank (EarlyStopping's best
+ * weights): written once per node when the parameters are node-shared. */
+void exchange_set_params(struct net *net, const float *src);
+
 #endif

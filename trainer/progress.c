@@ -2,6 +2,7 @@
 #include "progress.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,7 @@ void progress_start(struct progress *p, int64_t steps, int quiet, double now)
     p->live = !quiet && progress_bar_wanted();
     p->steps = steps;
     p->t0 = now;
+    p->lr = NAN;
     /* The first update always draws: the clock may start near 0 (MPI_Wtime counts from MPI_Init). */
     p->last = -1e300;
     /* Whatever ends the process with a bar drawn (an error on another rank), the shell's prompt and any
@@ -150,6 +152,10 @@ void progress_update(struct progress *p, int64_t done, double loss, double acc, 
     else
         snprintf(eta, sizeof eta, "-");
     snprintf(stats, sizeof stats, " - ETA: %s - loss: %.4f - acc: %.4f", eta, loss, acc);
+    if (!isnan(p->lr)) {
+        size_t len = strlen(stats);
+        snprintf(stats + len, sizeof stats - len, " - lr: %.3g", p->lr);
+    }
     snprintf(rate, sizeof rate, " - %.0f img/s", img_s);
     /* The last column stays empty: writing there makes some terminals wrap, and \r then redraws only the
      * wrapped part. On a narrow terminal the rate goes first, then the bar shrinks, then goes. */
@@ -197,3 +203,5 @@ void progress_interrupt(void)
         drawn = 0;
     }
 }
+
+void progress_set_lr(struct progress *p, double lr) { p->lr = lr; }

@@ -9,6 +9,7 @@ struct progress {
     int live;          /* the bar is drawn: a terminal (see progress_bar_wanted) and not --quiet */
     int64_t steps;     /* in the epoch */
     double t0, last;   /* start of the epoch, last redraw (s) */
+    double lr;         /* the current step's learning rate, shown when set (progress_set_lr); NAN: not shown */
 };
 
 /* Whether a bar suits stdout, decided once per process:
@@ -24,6 +25,8 @@ void progress_start(struct progress *p, int64_t steps, int quiet, double now);
 /* Redraws at most ten times a second, fitted to the terminal's width:
  *   "  120/1875 [=>............................] - ETA: 31s - loss: 0.5123 - acc: 0.8101 - 5321 img/s" */
 void progress_update(struct progress *p, int64_t done, double loss, double acc, double img_s, double now);
+/* The learning rate the next redraws show (" - lr: 0.00095"). */
+void progress_set_lr(struct progress *p, double lr);
 /* Clears the bar so the epoch line takes its place. */
 void progress_end(struct progress *p);
 

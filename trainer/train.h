@@ -6,12 +6,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "callbacks.h"
 #include "checkpoint.h"
 #include "dataset.h"
 #include "feed.h"
 #include "model.h"
 #include "net.h"
 #include "optim.h"
+#include "schedule.h"
 
 struct train_opts {
     const char *model, *data, *val, *checkpoint, *metrics, *resume, *init_weights;
@@ -21,6 +23,12 @@ struct train_opts {
     int quiet, save_best;
     /* Which options the command line set (a resumed run takes the others from its checkpoint). */
     int set_batch, set_seed, set_optimizer, set_lr, set_momentum, set_nesterov;
+    /* The learning-rate schedule and the callbacks (train_sched.c). set_sched: bits of the schedule options
+     * given, 1 << (OPT_x - OPT_LR_SCHEDULE). */
+    struct sched_conf sched;
+    int set_sched, set_epochs, n_callbacks;
+    const char *callback_text[CALLBACKS_MAX];
+    struct callbacks callbacks;
 };
 
 struct run {
@@ -44,6 +52,7 @@ struct run {
     FILE *metrics;                       /* rank 0 only */
     int threads;
     int stop_requested;                  /* a rank caught SIGTERM/SIGUSR1: stop after this step */
+    double lr_now;                       /* the lr of the last step (schedule times plateau factor) */
 };
 
 /* SIGTERM and SIGUSR1 set a flag that stops training after the current step (checkpoint, exit 75).

@@ -15,6 +15,7 @@
 #include "progress.h"
 #include "rng.h"
 #include "train.h"
+#include "train_sched.h"
 
 /* Tail of the gradient slab, summed with the gradients. */
 
@@ -103,6 +104,7 @@ static int save(struct run *r, const char *path, struct error *err)
 {
     int rc = ERR_OK;
     exchange_sync_optimizer(r->net, &r->opt);
+    train_sched_base_lr(r);
     if (dist_rank() == 0) {
         r->at.world_size = dist_size();
         rc = checkpoint_write(path, r->net, &r->opt, &r->at, err);
@@ -134,12 +136,14 @@ static int report_epoch(struct run *r, const struct eval_result *v, double secs,
                loss, acc);
         if (r->has_val)
             printf(" - val_loss: %.4f - val_acc: %.4f", v->loss, v->acc);
+        if (train_sched_varies(r))
+            printf(" - lr: %.4g", r->lr_now);
         printf(" - %.0f img/s\n", ips);
         fflush(stdout);
     }
     if (r->metrics) {
         fprintf(r->metrics, "%lld,%lld,%.6f,%.6f,%.6f,%.6f,%g,%.1f,%.3f\n", (long long)at->epoch + 1,
-                (long long)at->step, loss, acc, v->loss, v->acc, r->o.optim.lr, ips, secs);
+                (long long)at->step, loss, acc, v->loss, v->acc, r->lr_now, ips, secs);
         if (fflush(r->metrics) != 0 || ferror(r->metrics))
             return error_set(err, ERR_IO, "%s: cannot write: %s", r->o.metrics, strerror(errno));
     }
@@ -158,6 +162,8 @@ static int epoch_end(struct run *r, double secs, struct error *err)
             return rc;
     }
     int reported = report_epoch(r, &v, secs, err);
+    if ((rc = train_sched_epoch_end(r, &v, err)))
+        return rc;
     int better = r->has_val && v.loss < r->at.best_val_loss;
     if (better)
         r->at.best_val_loss = v.loss;
@@ -179,7 +185,8 @@ static int epoch_end(struct run *r, double secs, struct error *err)
 
 static int done(const struct run *r)
 {
-    return r->at.epoch >= r->o.epochs || (r->o.max_steps && r->at.step >= r->o.max_steps) || r->stop_requested;
+    return r->at.epoch >= r->o.epochs || (r->o.max_steps && r->at.step >= r->o.max_steps) || r->stop_requested ||
+           train_sched_stopped(r);
 }
 
 /* The rest of the current epoch; returns with r->at.epoch_step == steps_per_epoch when it finished. */
@@ -195,6 +202,8 @@ static int run_epoch(struct run *r, int64_t steps_per_epoch, struct error *err)
     progress_start(&bar, steps_per_epoch, r->o.quiet || dist_rank() != 0, t0);
     while (at->epoch_step < steps_per_epoch && !done(r)) {
         int64_t first = at->epoch_step * B, gb = r->n_train - first < B ? r->n_train - first : B;
+        train_sched_step_lr(r, steps_per_epoch);
+        progress_set_lr(&bar, r->lr_now);
         if ((rc = train_step(r, gb, err)))
             return rc;
         double now = dist_wtime();
@@ -216,6 +225,9 @@ static int loop(struct run *r, struct error *err)
     int rc;
     train_catch_stop_signals();
     if (done(r)) {
+        /* Killed after its last epoch's checkpoint, before EarlyStopping's restore was saved. */
+        if (train_sched_finish(r) && r->o.checkpoint && (rc = save(r, r->o.checkpoint, err)))
+            return rc;
         if (dist_rank() == 0 && !r->o.quiet)
             printf("nothing to do: %lld epochs and %lld steps are done already\n", (long long)r->at.epoch,
                    (long long)r->at.step);
@@ -229,6 +241,8 @@ static int loop(struct run *r, struct error *err)
         if ((rc = epoch_end(r, r->at.epoch_wall_s, err)))
             return rc;
     }
+    if (train_sched_finish(r) && r->o.checkpoint && (rc = save(r, r->o.checkpoint, err)))
+        return rc;
     if (r->at.epoch_step > 0) {
         /* Stopped within an epoch: its line comes when a resumed run completes it. */
         if (r->o.checkpoint && (rc = save(r, r->o.checkpoint, err)))

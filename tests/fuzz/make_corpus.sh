@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 rm -rf "$corpus"
-mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx}
+mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx,callback}
 
 # ---- model files: the test model, every layer kind, Keras's argument forms, and a few mistakes -------------
 cp "$here/../data/small.model" "$corpus/model_parse/small.model"
@@ -65,6 +65,11 @@ for opt in sgd rmsprop adam; do
     --quiet --checkpoint "$corpus/checkpoint/conv_$opt.h5"
 done
 cp "$corpus/checkpoint/conv_adam.h5" "$corpus/checkpoint/keras_only.h5"
+# A schedule and both callbacks with their state (and EarlyStopping's best weights) in /trainer.
+"$trainer" train --model "$work/conv.model" --data "$work/d8.h5" --val "$work/d8.h5" --optimizer sgd --epochs 3 \
+  --batch-size 8 --lr-schedule cosine --warmup-epochs 1 --quiet --checkpoint "$corpus/checkpoint/conv_sched.h5" \
+  --callback "ReduceLROnPlateau(monitor='loss', factor=0.5, patience=1, min_delta=10)" \
+  --callback "EarlyStopping(monitor='val_acc', patience=5, restore_best_weights=True)"
 "$bad_dataset" unlink "$corpus/checkpoint/keras_only.h5" trainer
 
 # ---- Keras model_config JSON: the real Keras 2.1.3 file's, and what the trainer writes -------------------------
@@ -94,6 +99,13 @@ config "$work/graph.h5" >"$corpus/keras_config/functional.json"
   --checkpoint "$work/augment.h5"
 config "$work/augment.h5" >"$corpus/keras_config/augment.json"
 
+# ---- --callback texts: both callbacks, every argument, positional forms, a few mistakes --------------------------
+printf "ReduceLROnPlateau(monitor='val_loss', factor=0.5, patience=2, min_delta=1e-4, cooldown=1, min_lr=1e-6)" \
+  >"$corpus/callback/plateau"
+printf "EarlyStopping(monitor='val_accuracy', min_delta=0, patience=5, verbose=1, mode='max', baseline=0.9, restore_best_weights=True, start_from_epoch=2)" \
+  >"$corpus/callback/early"
+printf "EarlyStopping('loss', 0.01, 3, 0, 'auto', None, False)" >"$corpus/callback/positional"
+printf "ReduceLROnPlateau(factor=1.5, patiense=2" >"$corpus/callback/mistakes"
 # ---- datasets: tiny ones as the writer makes them, and a few broken layouts -----------------------------------
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1
 "$make_dataset" "$corpus/dataset/d12.h5" 12 8 4 2
