@@ -8,5 +8,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+/* `import images` (cmd_import_images.c), reached through cmd_import. */
+int cmd_import_images(int argc, char **argv);
 
 #endif

@@ -17,12 +17,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"import", cmd_import, "convert IDX (MNIST, Fashion-MNIST) or CIFAR-10 files to an HDF5 dataset"},
+    {"import", cmd_import, "convert IDX, CIFAR-10 or folders of PNG/JPEG images to an HDF5 dataset"},
     {"train", cmd_train, "train a model, on one rank or on many under mpirun/srun"},
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
     {"info", cmd_info, "describe a dataset, a checkpoint or a Keras model file"},
     {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
+    {"export", cmd_export, "write a dataset out as a class-folder tree of PNG files"},
     {NULL, NULL, NULL},
 };
 

@@ -2,6 +2,7 @@
 #include "progress.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +150,10 @@ void progress_update(struct progress *p, int64_t done, double loss, double acc, 
         format_eta(eta, sizeof eta, (now - p->t0) * (double)(p->steps - done) / (double)done);
     else
         snprintf(eta, sizeof eta, "-");
-    snprintf(stats, sizeof stats, " - ETA: %s - loss: %.4f - acc: %.4f", eta, loss, acc);
+    if (isnan(loss)) /* a bar without training figures (import images) */
+        snprintf(stats, sizeof stats, " - ETA: %s", eta);
+    else
+        snprintf(stats, sizeof stats, " - ETA: %s - loss: %.4f - acc: %.4f", eta, loss, acc);
     snprintf(rate, sizeof rate, " - %.0f img/s", img_s);
     /* The last column stays empty: writing there makes some terminals wrap, and \r then redraws only the
      * wrapped part. On a narrow terminal the rate goes first, then the bar shrinks, then goes. */
