@@ -91,6 +91,25 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
     return 0;
 }
 
+/* A dataset without class names takes the checkpoint's (training stores them), for the tables. */
+static int adopt_class_names(const char *checkpoint, struct dataset *ds, int n_classes, struct error *err)
+{
+    char **names;
+    int n, rc;
+
+    if (ds->n_class_names)
+        return ERR_OK;
+    if ((rc = checkpoint_read_class_names(checkpoint, &names, &n, err)))
+        return rc;
+    if (n != n_classes) {
+        checkpoint_free_class_names(names, n);
+        return ERR_OK;
+    }
+    ds->class_names = names; /* dataset_close frees them */
+    ds->n_class_names = n;
+    return ERR_OK;
+}
+
 /* The checkpoint's model with its weights, and the dataset, checked against each other. */
 static int load(const struct eval_opts *o, struct net **net, struct dataset *ds, struct error *err)
 {
@@ -115,7 +134,7 @@ static int load(const struct eval_opts *o, struct net **net, struct dataset *ds,
     if (ds->n_class_names && ds->n_class_names != (*net)->model.n_classes)
         return error_set(err, ERR_INPUT, "%s: the dataset has %d classes but the model predicts %d", o->data,
                          ds->n_class_names, (*net)->model.n_classes);
-    return ERR_OK;
+    return adopt_class_names(o->checkpoint, ds, (*net)->model.n_classes, err);
 }
 
 static const char *class_name(const struct dataset *ds, int k, char *buf, size_t size)
