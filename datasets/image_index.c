@@ -243,6 +243,37 @@ static int index_class(struct image_index *ix, const char *folder, int label, st
     return rc;
 }
 
+int image_list_folder(const char *dir, char ***paths, int64_t *n, struct error *err)
+{
+    struct walk w = {0};
+    int rc = walk_dir(dir, &w, 0, err);
+
+    *paths = NULL;
+    *n = 0;
+    qsort(w.v, (size_t)w.n, sizeof *w.v, by_found);
+    if (rc == ERR_OK && w.n == 0)
+        rc = error_set(err, ERR_INPUT, "%s: no .png or .jpg image in this folder", dir);
+    if (rc == ERR_OK && !(*paths = malloc(sizeof **paths * w.n)))
+        rc = error_set(err, ERR_INTERNAL, "%s: out of memory", dir);
+    for (int64_t i = 0; i < w.n; i++) {
+        if (rc == ERR_OK && !((*paths)[*n] = join(w.v[i].root, w.v[i].name)))
+            rc = error_set(err, ERR_INTERNAL, "%s: out of memory", dir);
+        else if (rc == ERR_OK)
+            (*n)++;
+        free(w.v[i].root);
+        free(w.v[i].name);
+    }
+    free(w.v);
+    if (rc) {
+        for (int64_t i = 0; i < *n; i++)
+            free((*paths)[i]);
+        free(*paths);
+        *paths = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 /* ---- the classes ---------------------------------------------------------------------------------------- */
 
 /* DIR's sub-folders not starting with '.', in order (Keras's listdir + isdir, following symlinks). */

@@ -35,6 +35,10 @@ int image_index_build(const char *dir, const char *const *names, int n_names, st
                       struct error *err);
 void image_index_release(struct image_index *ix);
 
+/* The .png/.jpg/.jpeg files under dir in the order of a class folder's (above): *paths malloc'd, each path
+ * too. ERR_INPUT when there is none. */
+int image_list_folder(const char *dir, char ***paths, int64_t *n, struct error *err);
+
 /* The folder name of a class: its name with '/' as "%2F" (a folder name cannot hold '/'). malloc'd. */
 char *image_class_folder(const char *name);
 

@@ -381,8 +381,20 @@ static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_
     return rc;
 }
 
+/* Whether the command line names a dataset (--data): else predict reads image files (predict_images.c). */
+static int names_dataset(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--data") == 0 || strncmp(argv[i], "--data=", 7) == 0 || strcmp(argv[i], "-o") == 0 ||
+            strncmp(argv[i], "--output", 8) == 0)
+            return 1;
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv)
 {
+    if (!names_dataset(argc, argv))
+        return cmd_predict_images(argc, argv);
     struct eval_opts o;
     struct error err = {0};
     struct net *net = NULL;
