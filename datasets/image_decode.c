@@ -93,7 +93,9 @@ static void png_set_transforms(png_structp png, png_infop info, int channels)
         if (!has_alpha && has_trns)
             png_set_tRNS_to_alpha(png);
         else if (!has_alpha)
-            png_set_add_alpha(png, (1u << depth) - 1, PNG_FILLER_AFTER);
+            /* Opaque. TensorFlow passes (1 << depth) - 1, which libpng applies to the 8-bit output: a
+             * 1-, 2- or 4-bit palette or gray PNG would get alpha 1, 3 or 15 (nearly transparent). */
+            png_set_add_alpha(png, 0xffff, PNG_FILLER_AFTER);
     } else if (has_alpha || has_trns) {
         png_set_strip_alpha(png); /* dropped, not composited over a background */
     }

@@ -32,8 +32,11 @@ static const char usage_text[] =
     "  --json                   one JSON object: {\"checkpoint\", \"files\": [{\"file\", \"top\": [{\"class\",\n"
     "                           \"index\", \"probability\"}]}]}\n"
     "  -h, --help               this help\n\n"
-    "With --data, predict writes /probabilities and /predictions of a dataset to P.h5 ('trainer predict\n"
-    "--data D.h5 --help').\n";
+    "With --data, predict writes /probabilities float32 (N, classes) and /predictions int32 (N,) of a\n"
+    "dataset to P.h5, on one rank or split across many:\n"
+    "  --data F                 dataset, HDF5 (/labels is read but not used)\n"
+    "  -o, --output F           output HDF5 file (replaced atomically)\n"
+    "  --batch-size B           samples per rank per forward pass (default 256)\n";
 
 struct predict_opts {
     const char *checkpoint;
