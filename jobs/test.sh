@@ -54,11 +54,11 @@ fi
 # ---- fuzzing: every target for a bounded time, from its committed corpus ----------------------------------------
 if [[ " $stages " == *" fuzz "* ]]; then
   fuzz_build=${build}-fuzz
-  # Only the four targets: the rest of the project is built as their libraries need.
+  # Only the targets: the rest of the project is built as their libraries need.
   CC=clang cmake -S "$top" -B "$fuzz_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRAINER_FUZZ=ON \
     -DBUILD_TESTING=OFF >/dev/null
   cmake --build "$fuzz_build" -j "$(nproc)" --target fuzz_model_parse fuzz_keras_config fuzz_dataset \
-    fuzz_checkpoint >/dev/null
+    fuzz_checkpoint fuzz_image >/dev/null
   bash "$top/tests/fuzz/run_fuzz.sh" "$fuzz_build" "${FUZZ_SECONDS:-15}"
   stage_done fuzz
 fi
