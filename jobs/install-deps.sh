@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libdnnl-dev
-      ocl-icd-opencl-dev opencl-c-headers libcmocka-dev libjansson-dev zlib1g-dev)
+      ocl-icd-opencl-dev opencl-c-headers libcmocka-dev libjansson-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev)
 # Debian's dnnl CMake package config looks for OpenCL (its GPU runtime), hence the two OpenCL packages.
 for arg in "$@"; do
   case $arg in
