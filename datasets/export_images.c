@@ -173,13 +173,15 @@ done:
 int export_images(const char *data_path, const char *dir, int64_t *n_out, struct error *err)
 {
     struct dataset ds = {0};
-    size_t len = strlen(dir) + 32;
+    size_t len = strlen(dir) + 32, d = strlen(dir);
     char *tmp = malloc(len);
     int rc, exists = 0;
 
     if (!tmp)
         return error_set(err, ERR_INTERNAL, "out of memory");
-    snprintf(tmp, len, "%s.tmp.%ld", dir, (long)getpid());
+    while (d > 1 && dir[d - 1] == '/') /* "fashion/": the temporary is fashion.tmp.PID beside it */
+        d--;
+    snprintf(tmp, len, "%.*s.tmp.%ld", (int)d, dir, (long)getpid());
     if ((rc = dataset_open(&ds, data_path, err)))
         goto done;
     if (ds.c != 1 && ds.c != 3 && ds.c != 4) {

@@ -68,13 +68,14 @@ static int image_kind(const char *name)
     return 0;
 }
 
+/* dir/name, without doubling a slash the user typed ("fashion/"). */
 static char *join(const char *dir, const char *name)
 {
-    size_t len = strlen(dir) + strlen(name) + 2;
+    size_t len = strlen(dir) + strlen(name) + 2, d = strlen(dir);
     char *p = malloc(len);
 
     if (p)
-        snprintf(p, len, "%s/%s", dir, name);
+        snprintf(p, len, "%s%s%s", dir, d > 0 && dir[d - 1] == '/' ? "" : "/", name);
     return p;
 }
 
@@ -133,7 +134,8 @@ static int list_dir(const char *dir, struct strings *out, struct error *err)
             return error_set(err, ERR_INTERNAL, "%s: out of memory", dir);
         }
     closedir(d);
-    qsort(out->v, (size_t)out->n, sizeof *out->v, by_string);
+    if (out->n > 1)
+        qsort(out->v, (size_t)out->n, sizeof *out->v, by_string);
     return ERR_OK;
 }
 
@@ -226,7 +228,8 @@ static int index_class(struct image_index *ix, const char *folder, int label, st
         else
             ix->files = files;
     }
-    qsort(w.v, (size_t)w.n, sizeof *w.v, by_found);
+    if (w.n > 1)
+        qsort(w.v, (size_t)w.n, sizeof *w.v, by_found);
     for (int64_t i = 0; i < w.n; i++) {
         if (rc == ERR_OK) {
             char *path = join(w.v[i].root, w.v[i].name);
@@ -250,7 +253,8 @@ int image_list_folder(const char *dir, char ***paths, int64_t *n, struct error *
 
     *paths = NULL;
     *n = 0;
-    qsort(w.v, (size_t)w.n, sizeof *w.v, by_found);
+    if (w.n > 1)
+        qsort(w.v, (size_t)w.n, sizeof *w.v, by_found);
     if (rc == ERR_OK && w.n == 0)
         rc = error_set(err, ERR_INPUT, "%s: no .png or .jpg image in this folder", dir);
     if (rc == ERR_OK && !(*paths = malloc(sizeof **paths * w.n)))

@@ -12,6 +12,8 @@
 #include "image_index.h"
 
 #define BATCH_PER_THREAD 64
+/* A batch holds each sample three times (decoded, then sorted into its subset): large images get fewer. */
+#define BATCH_BYTES ((size_t)256 << 20)
 
 /* One file of a batch, decoded by any thread; read back in file order. */
 struct slot {
@@ -95,6 +97,14 @@ static int find_shape(struct importer *im, struct error *err)
             return rc;
     }
     return error_set(err, ERR_INPUT, "%s: no readable image", o->dir);
+}
+
+static int batch_size(int threads, size_t sample)
+{
+    size_t cap = (size_t)BATCH_PER_THREAD * (threads > 0 ? threads : 1), fit = BATCH_BYTES / (3 * sample);
+
+    cap = cap < fit ? cap : fit;
+    return cap > 0 ? (int)cap : 1;
 }
 
 static int batch_alloc(struct batch *b, int cap, size_t sample)
@@ -216,7 +226,7 @@ int import_images(const struct import_images_opts *o, struct import_images_repor
     if ((rc = split(&im, &n_val, err)) || (rc = find_shape(&im, err)))
         goto done;
     im.sample = (size_t)im.h * im.w * im.c;
-    if (batch_alloc(&im.b, BATCH_PER_THREAD * (o->threads > 0 ? o->threads : 1), im.sample)) {
+    if (batch_alloc(&im.b, batch_size(o->threads, im.sample), im.sample)) {
         rc = error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %dx%d images", o->dir, im.w, im.h);
         goto done;
     }
