@@ -39,6 +39,12 @@ check "trainer --help lists export" grep -q '^  export ' h.txt
 $trainer import images png -o png.h5 --color-mode grayscale >out.txt 2>err.txt; rc=$?
 check "import images of 12x12 PNGs (exit $rc: $(cat out.txt err.txt))" \
   bash -c "[ $rc -eq 0 ] && grep -q 'wrote png.h5: 40 images of 12x12x1, 4 classes' out.txt && [ ! -s err.txt ]"
+# The progress bar: on a terminal (made with util-linux's script), never in a log.
+SHELL=/bin/bash TERM=xterm timeout -k 5 60 script -qec "$trainer import images png -o bar.h5 --color-mode grayscale" \
+  /dev/null >pty.txt 2>&1
+check "a progress bar on a terminal" grep -q "$(printf '\033')\[K" pty.txt
+$trainer import images png -o bar.h5 --color-mode grayscale >log.txt 2>&1
+check "no progress bar in a log" bash -c "! grep -q \"\$(printf '\\033')\" log.txt && [ \$(wc -l <log.txt) -eq 1 ]"
 $trainer info png.h5 >info.txt
 check "info shows the folders as classes" bash -c "grep -q 'c0' info.txt && grep -q 'c3' info.txt"
 $trainer import images jpg -o jpg1.h5 --size 16 16 --crop-to-aspect-ratio --threads 1 >/dev/null &&
