@@ -1,31 +1,39 @@
-/* import_images.c: a class-folder tree of PNG and JPEG files to the HDF5 dataset, decoded in parallel and
- * written in file order as it goes. */
+/* import_images.c: a class-folder tree of PNG and JPEG files to the HDF5 dataset, decoded on a pool of threads
+ * and written in file order as it goes. */
 #include "import.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <omp.h>
+#include <pthread.h>
 
 #include "dataset.h"
 #include "image_index.h"
 
 #define BATCH_PER_THREAD 64
-/* A batch holds each sample three times (decoded, then sorted into its subset): large images get fewer. */
+/* The ring and the two subsets' buffers hold each sample four times: large images get fewer slots. */
 #define BATCH_BYTES ((size_t)256 << 20)
 
-/* One file of a batch, decoded by any thread; read back in file order. */
-struct slot {
-    struct error err; /* err.code != 0: this file failed */
+/* Decoded files on their way to the file: a ring of slots that the decoding threads fill in any order and the
+ * calling thread empties in file order, writing as it goes. A thread claims the next file only while it is
+ * fewer than `size` files ahead of the writer, so memory stays bounded and the order costs no sort. */
+struct ring {
+    pthread_mutex_t mu;
+    pthread_cond_t filled, freed;
+    int64_t next;        /* the next file to claim */
+    int64_t consumed;    /* files [0, consumed) are written or skipped: their slots are free */
+    int size;
+    int stop;            /* the writer gave up: the decoders leave */
+    uint8_t *pixels;     /* (size, h, w, c) */
+    struct error *errs;  /* (size,) a slot's file failed when code != 0 */
+    uint8_t *done;       /* (size,) the slot holds its file's result */
 };
 
+/* The samples since the last write, sorted into their subsets. */
 struct batch {
-    int cap;
-    uint8_t *pixels;   /* (cap, h, w, c) one sample per file of the batch */
-    struct slot *slots;
-    uint8_t *train;    /* (cap, h, w, c) the batch's good samples of each subset, compacted */
-    uint8_t *val;
+    int cap, n_train, n_val;
+    uint8_t *train, *val;  /* (cap, h, w, c) */
     int32_t *train_labels, *val_labels;
 };
 
@@ -36,6 +44,7 @@ struct importer {
     int h, w, c;              /* the samples' shape */
     size_t sample;            /* h * w * c */
     struct dataset_stream train, val;
+    struct ring q;
     struct batch b;
 };
 
@@ -101,71 +110,156 @@ static int find_shape(struct importer *im, struct error *err)
 
 static int batch_size(int threads, size_t sample)
 {
-    size_t cap = (size_t)BATCH_PER_THREAD * (threads > 0 ? threads : 1), fit = BATCH_BYTES / (3 * sample);
+    size_t cap = (size_t)BATCH_PER_THREAD * (threads > 0 ? threads : 1), fit = BATCH_BYTES / (4 * sample);
 
     cap = cap < fit ? cap : fit;
     return cap > 0 ? (int)cap : 1;
 }
 
-static int batch_alloc(struct batch *b, int cap, size_t sample)
+static int buffers_alloc(struct importer *im, int cap)
 {
+    struct ring *q = &im->q;
+    struct batch *b = &im->b;
+
     b->cap = cap;
-    b->pixels = malloc(sample * cap);
-    b->train = malloc(sample * cap);
-    b->val = malloc(sample * cap);
-    b->slots = calloc((size_t)cap, sizeof *b->slots);
+    b->train = malloc(im->sample * cap);
+    b->val = malloc(im->sample * cap);
     b->train_labels = malloc(sizeof *b->train_labels * cap);
     b->val_labels = malloc(sizeof *b->val_labels * cap);
-    return b->pixels && b->train && b->val && b->slots && b->train_labels && b->val_labels ? 0 : -1;
+    q->size = 2 * cap;
+    q->pixels = malloc(im->sample * q->size);
+    q->errs = calloc((size_t)q->size, sizeof *q->errs);
+    q->done = calloc((size_t)q->size, 1);
+    return b->train && b->val && b->train_labels && b->val_labels && q->pixels && q->errs && q->done ? 0 : -1;
 }
 
-static void batch_release(struct batch *b)
+static void buffers_release(struct importer *im)
 {
-    free(b->pixels);
-    free(b->train);
-    free(b->val);
-    free(b->slots);
-    free(b->train_labels);
-    free(b->val_labels);
-    *b = (struct batch){0};
+    free(im->b.train);
+    free(im->b.val);
+    free(im->b.train_labels);
+    free(im->b.val_labels);
+    free(im->q.pixels);
+    free(im->q.errs);
+    free(im->q.done);
 }
 
-/* Files [first, first + n): decoded in parallel, then sorted into the two subsets in file order. */
-static int run_batch(struct importer *im, int64_t first, int n, struct import_images_report *r, struct error *err)
+/* A decoding thread: claims files in order, decodes each into its slot, until none is left or the writer
+ * stops. */
+static void *decoder(void *arg)
+{
+    struct importer *im = arg;
+    struct ring *q = &im->q;
+
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->stop && q->next < im->ix.n && q->next - q->consumed >= q->size)
+            pthread_cond_wait(&q->freed, &q->mu);
+        if (q->stop || q->next >= im->ix.n) {
+            pthread_mutex_unlock(&q->mu);
+            return NULL;
+        }
+        int64_t i = q->next++;
+        pthread_mutex_unlock(&q->mu);
+        int slot = (int)(i % q->size);
+        error_clear(&q->errs[slot]);
+        decode_one(im, i, q->pixels + (size_t)slot * im->sample, &q->errs[slot]);
+        pthread_mutex_lock(&q->mu);
+        q->done[slot] = 1;
+        pthread_cond_broadcast(&q->filled);
+        pthread_mutex_unlock(&q->mu);
+    }
+}
+
+/* File i's result (in its slot) into its subset's buffer, or skipped and counted, or the error. */
+static int take(struct importer *im, int64_t i, int slot, struct import_images_report *r, struct error *err)
+{
+    const struct error *e = &im->q.errs[slot];
+    struct batch *b = &im->b;
+
+    if (e->code) {
+        if (!im->o->skip_invalid || e->code == ERR_INTERNAL) {
+            *err = *e;
+            return e->code;
+        }
+        if (r->skipped++ == 0)
+            snprintf(r->first_skipped, sizeof r->first_skipped, "%s", e->msg);
+        return ERR_OK;
+    }
+    int to_val = im->is_val && im->is_val[i];
+    uint8_t *dst = to_val ? b->val + (size_t)b->n_val * im->sample : b->train + (size_t)b->n_train * im->sample;
+    memcpy(dst, im->q.pixels + (size_t)slot * im->sample, im->sample);
+    if (to_val)
+        b->val_labels[b->n_val++] = im->ix.files[i].label;
+    else
+        b->train_labels[b->n_train++] = im->ix.files[i].label;
+    return ERR_OK;
+}
+
+static int flush(struct importer *im, struct error *err)
 {
     struct batch *b = &im->b;
-    int n_train = 0, n_val = 0, rc;
+    int rc = dataset_stream_append(&im->train, b->train, b->train_labels, b->n_train, err);
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(im->o->threads)
-    for (int k = 0; k < n; k++) {
-        error_clear(&b->slots[k].err);
-        decode_one(im, first + k, b->pixels + (size_t)k * im->sample, &b->slots[k].err);
-    }
-    for (int k = 0; k < n; k++) {
-        const struct error *e = &b->slots[k].err;
-        int64_t i = first + k;
-        if (e->code) {
-            if (!im->o->skip_invalid || e->code == ERR_INTERNAL) {
-                *err = *e;
-                return e->code;
-            }
-            if (r->skipped++ == 0)
-                snprintf(r->first_skipped, sizeof r->first_skipped, "%s", e->msg);
-            continue;
+    if (rc == ERR_OK && im->is_val)
+        rc = dataset_stream_append(&im->val, b->val, b->val_labels, b->n_val, err);
+    b->n_train = b->n_val = 0;
+    return rc;
+}
+
+/* The writer's side: waits for each file in order, writes a batch every b.cap files. */
+static int consume(struct importer *im, struct import_images_report *r, struct error *err)
+{
+    struct ring *q = &im->q;
+    int rc = ERR_OK;
+
+    for (int64_t i = 0; i < im->ix.n && rc == ERR_OK; i++) {
+        int slot = (int)(i % q->size);
+        pthread_mutex_lock(&q->mu);
+        while (!q->done[slot])
+            pthread_cond_wait(&q->filled, &q->mu);
+        pthread_mutex_unlock(&q->mu);
+        rc = take(im, i, slot, r, err);
+        pthread_mutex_lock(&q->mu);
+        q->done[slot] = 0;
+        q->consumed = i + 1;
+        pthread_cond_broadcast(&q->freed);
+        pthread_mutex_unlock(&q->mu);
+        if (rc == ERR_OK && ((i + 1) % im->b.cap == 0 || i + 1 == im->ix.n)) {
+            rc = flush(im, err);
+            if (rc == ERR_OK && im->o->progress)
+                im->o->progress(im->o->progress_ctx, i + 1, im->ix.n);
         }
-        int to_val = im->is_val && im->is_val[i];
-        uint8_t *dst = to_val ? b->val + (size_t)n_val * im->sample : b->train + (size_t)n_train * im->sample;
-        memcpy(dst, b->pixels + (size_t)k * im->sample, im->sample);
-        if (to_val)
-            b->val_labels[n_val++] = im->ix.files[i].label;
-        else
-            b->train_labels[n_train++] = im->ix.files[i].label;
     }
-    if ((rc = dataset_stream_append(&im->train, b->train, b->train_labels, n_train, err)))
-        return rc;
-    if (im->is_val && (rc = dataset_stream_append(&im->val, b->val, b->val_labels, n_val, err)))
-        return rc;
-    return ERR_OK;
+    return rc;
+}
+
+/* Decodes on opts->threads threads while this one writes. */
+static int run_pipeline(struct importer *im, struct import_images_report *r, struct error *err)
+{
+    struct ring *q = &im->q;
+    int threads = im->o->threads > 0 ? im->o->threads : 1, started = 0, rc;
+    pthread_t *tids = malloc(sizeof *tids * threads);
+
+    if (!tids)
+        return error_set(err, ERR_INTERNAL, "out of memory");
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->filled, NULL);
+    pthread_cond_init(&q->freed, NULL);
+    while (started < threads && pthread_create(&tids[started], NULL, decoder, im) == 0)
+        started++;
+    rc = started ? consume(im, r, err) : error_set(err, ERR_INTERNAL, "cannot start a decoding thread");
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->freed);
+    pthread_mutex_unlock(&q->mu);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+    pthread_cond_destroy(&q->freed);
+    pthread_cond_destroy(&q->filled);
+    pthread_mutex_destroy(&q->mu);
+    free(tids);
+    return rc;
 }
 
 static int open_outputs(struct importer *im, int64_t n_val, struct error *err)
@@ -226,19 +320,14 @@ int import_images(const struct import_images_opts *o, struct import_images_repor
     if ((rc = split(&im, &n_val, err)) || (rc = find_shape(&im, err)))
         goto done;
     im.sample = (size_t)im.h * im.w * im.c;
-    if (batch_alloc(&im.b, batch_size(o->threads, im.sample), im.sample)) {
+    if (buffers_alloc(&im, batch_size(o->threads, im.sample))) {
         rc = error_set(err, ERR_INTERNAL, "%s: out of memory for a batch of %dx%d images", o->dir, im.w, im.h);
         goto done;
     }
     if ((rc = open_outputs(&im, n_val, err)))
         goto done;
     streams = 1;
-    for (int64_t first = 0; first < im.ix.n && rc == ERR_OK; first += im.b.cap) {
-        int n = im.ix.n - first < im.b.cap ? (int)(im.ix.n - first) : im.b.cap;
-        rc = run_batch(&im, first, n, r, err);
-        if (rc == ERR_OK && o->progress)
-            o->progress(o->progress_ctx, first + n, im.ix.n);
-    }
+    rc = run_pipeline(&im, r, err);
     if (rc == ERR_OK) {
         r->n_train = im.train.n;
         r->n_val = im.is_val ? im.val.n : 0;
@@ -259,7 +348,7 @@ done:
         if (im.is_val)
             dataset_stream_discard(&im.val);
     }
-    batch_release(&im.b);
+    buffers_release(&im);
     free(im.is_val);
     image_index_release(&im.ix);
     return rc;
