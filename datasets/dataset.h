@@ -78,4 +78,29 @@ int dataset_label_counts(struct dataset *ds, int64_t *counts, int n_classes, int
 int dataset_write(const char *path, const uint8_t *images, const int32_t *labels, int64_t n, int h, int w,
                   int c, const char *const *class_names, int n_class_names, struct error *err);
 
+/* A dataset file written as its samples arrive, for inputs larger than memory (import images): /images and
+ * /labels are chunked and extended at each append, in PATH.tmp.<pid> on disk, renamed over PATH by commit. */
+struct dataset_stream {
+    hid_t file, images, labels;
+    char *path, *tmp;
+    int fd;       /* the temporary file, for its reservation, fsync and removal */
+    int h, w, c;
+    int64_t n;    /* samples written so far */
+};
+
+/* Creates the temporary file and reserves about `expected` samples' bytes on disk (so a full disk fails
+ * before any work). Labels are stored uint8 when n_classes <= 256, int32 otherwise. ERR_IO when the
+ * directory or the disk refuses. On failure nothing is left on disk. */
+int dataset_stream_open(struct dataset_stream *s, const char *path, int h, int w, int c, int n_classes,
+                        int64_t expected, struct error *err);
+/* Appends n samples (n, h, w, c) and their labels. On failure the stream is discarded (ERR_IO). */
+int dataset_stream_append(struct dataset_stream *s, const uint8_t *images, const int32_t *labels, int64_t n,
+                          struct error *err);
+/* Writes class_names (may be NULL), closes, fsyncs and renames into place; no samples is ERR_INPUT.
+ * Releases s either way. */
+int dataset_stream_commit(struct dataset_stream *s, const char *const *class_names, int n_class_names,
+                          struct error *err);
+/* Gives up: removes the temporary file. Safe after a failure or a commit. */
+void dataset_stream_discard(struct dataset_stream *s);
+
 #endif

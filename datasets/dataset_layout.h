@@ -23,4 +23,7 @@ static inline void close_id(hid_t *id, herr_t (*closer)(hid_t))
     *id = H5I_INVALID_HID;
 }
 
+/* Writes the root attribute class_names (variable-length UTF-8 strings); nothing when count is 0. */
+int dataset_write_class_names(hid_t file, const char *const *names, int count);
+
 #endif

@@ -56,8 +56,8 @@ static int write_labels(hid_t file, const int32_t *labels, int64_t n)
                        labels);
 }
 
-/* Variable-length UTF-8 strings: h5py reads them as a list of str. */
-static int write_class_names(hid_t file, const char *const *names, int count)
+/* Variable-length UTF-8 strings: h5py reads them as a list of str. Shared with dataset_stream.c. */
+int dataset_write_class_names(hid_t file, const char *const *names, int count)
 {
     hsize_t dims[1] = {(hsize_t)count};
     hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
@@ -81,7 +81,7 @@ static int fill_file(hid_t file, const struct write_job *job)
 {
     if (write_images(file, job->images, job->n, job->h, job->w, job->c) < 0 ||
         write_labels(file, job->labels, job->n) < 0 ||
-        write_class_names(file, job->class_names, job->n_class_names) < 0)
+        dataset_write_class_names(file, job->class_names, job->n_class_names) < 0)
         return -1;
     return 0;
 }

@@ -213,8 +213,7 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* Makes the rename itself durable. Best effort: some file systems refuse fsync on a directory. */
-static void sync_parent_dir(const char *path)
+void h5file_sync_parent_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
@@ -253,7 +252,7 @@ int h5file_commit(struct h5file_writer *w, struct error *err)
         unlink(w->tmp);
         goto fail;
     }
-    sync_parent_dir(w->path);
+    h5file_sync_parent_dir(w->path);
 fail:
     free(image);
     writer_release(w);

@@ -53,4 +53,8 @@ int h5file_commit(struct h5file_writer *w, struct error *err);
  * h5file_create or a commit. */
 void h5file_discard(struct h5file_writer *w);
 
+/* Makes a rename in PATH's directory durable (fsync of the directory). Best effort: some file systems refuse
+ * fsync on a directory. */
+void h5file_sync_parent_dir(const char *path);
+
 #endif

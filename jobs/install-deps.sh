@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libdnnl-dev
-      ocl-icd-opencl-dev opencl-c-headers libcmocka-dev libjansson-dev zlib1g-dev
+      ocl-icd-opencl-dev opencl-c-headers libcmocka-dev libjansson-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev
       libonnx-dev protobuf-c-compiler libprotobuf-c-dev)
 # Debian's dnnl CMake package config looks for OpenCL (its GPU runtime), hence the two OpenCL packages. The ONNX
 # export generates its protobuf code from libonnx-dev's onnx.proto with protoc-c (protobuf-c-compiler).

@@ -59,7 +59,8 @@ if [[ " $stages " == *" fuzz "* ]]; then
   CC=clang cmake -S "$top" -B "$fuzz_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRAINER_FUZZ=ON \
     -DBUILD_TESTING=OFF >/dev/null
   cmake --build "$fuzz_build" -j "$(nproc)" --target fuzz_model_parse fuzz_keras_config fuzz_dataset \
-    fuzz_checkpoint fuzz_onnx fuzz_callback >/dev/null
+    fuzz_checkpoint fuzz_onnx fuzz_callback \
+    fuzz_image >/dev/null
   bash "$top/tests/fuzz/run_fuzz.sh" "$fuzz_build" "${FUZZ_SECONDS:-15}"
   stage_done fuzz
 fi

@@ -487,8 +487,18 @@ static void test_round_trip(void **state)
     struct net *net = make_net(&m);
     fill(net->params, net->n_params, 5);
     make_state(&opt, &st, net->n_params);
+    static const char *const names[] = {"cat", "d\xc3\xb6g", "T-shirt/top"};
+    st.class_names = names;
+    st.n_class_names = 3;
     assert_ok(checkpoint_write(path, net, &opt, &st, &err), &err);
     check_keras_layout(path, net, &opt);
+    char **got;
+    int n_got;
+    assert_ok(checkpoint_read_class_names(path, &got, &n_got, &err), &err);
+    assert_int_equal(n_got, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(got[i], names[i]);
+    checkpoint_free_class_names(got, n_got);
 
     assert_ok(checkpoint_read_model(path, &m2, &err), &err);
     assert_same_specs(&m, &m2);
@@ -521,6 +531,8 @@ static void test_round_trip(void **state)
     assert_ok(checkpoint_read_weights(path, net2, &err), &err);
     assert_memory_equal(net2->params, net->params, sizeof(float) * SMALL_PARAMS);
     assert_int_equal(checkpoint_read_state(path, &opt2, &st2, &err), ERR_INPUT);
+    assert_ok(checkpoint_read_class_names(path, &got, &n_got, &err), &err);
+    assert_int_equal(n_got, 0); /* none written: none read, no error */
 
     optim_release(&opt2);
     optim_release(&opt);

@@ -144,7 +144,7 @@ expect 2 'opsets 11 to 17' "opset 18 refused" "$trainer" export onnx bn.h5 -o ba
 expect 2 'float or uint8' "--input int8 refused" "$trainer" export onnx bn.h5 -o bad.onnx --input int8
 expect 2 'batch' "--batch 0 refused" "$trainer" export onnx bn.h5 -o bad.onnx --batch 0
 expect 2 'required' "no -o" "$trainer" export onnx bn.h5
-expect 2 "unknown export 'tflite'" "export tflite refused" "$trainer" export tflite bn.h5 -o bad.onnx
+expect 2 "unknown kind 'tflite'" "export tflite refused" "$trainer" export tflite bn.h5 -o bad.onnx
 expect 3 'd12.h5: ' "a dataset is not a checkpoint" "$trainer" export onnx d12.h5 -o bad.onnx
 echo 'not hdf5' >text.h5
 expect 3 'text.h5: ' "a text file is not a checkpoint" "$trainer" export onnx text.h5 -o bad.onnx

@@ -40,6 +40,10 @@ struct checkpoint_state {
     int64_t sched_epochs;          /* the --epochs the schedule spans (cosine's end) */
     int64_t sched_steps_per_epoch; /* the steps per epoch it was set for */
     struct callbacks callbacks;
+    /* Written only: the training dataset's class names (/trainer attribute class_names), so that the model
+     * names its classes wherever it goes; read back with checkpoint_read_class_names. NULL/0: none. */
+    const char *const *class_names;
+    int n_class_names;
 };
 
 /* Writes path atomically: PATH.tmp.<pid> in the same directory, flushed, fsynced, renamed over path (and
@@ -61,6 +65,11 @@ int checkpoint_read_state(const char *path, struct optim *opt, struct checkpoint
 /* /trainer/best_weights (n,): EarlyStopping's copy of the parameter slab, into dst. ERR_INPUT when absent or of
  * another size. */
 int checkpoint_read_best_weights(const char *path, float *dst, size_t n, struct error *err);
+/* The class names a checkpoint carries (/trainer attribute class_names, variable-length UTF-8 strings):
+ * *names malloc'd (each string too; free with checkpoint_free_class_names), *n 0 when the file has none (a
+ * Keras file, a checkpoint of a dataset without names). ERR_INPUT for an unreadable file or attribute. */
+int checkpoint_read_class_names(const char *path, char ***names, int *n, struct error *err);
+void checkpoint_free_class_names(char **names, int n);
 
 /* Builds a model from Keras model_config JSON text (Sequential). `file` names it in messages. */
 int keras_config_to_model(const char *json, const char *file, struct model *m, struct error *err);

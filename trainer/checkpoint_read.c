@@ -656,3 +656,33 @@ int checkpoint_read_best_weights(const char *path, float *dst, size_t n, struct 
     close_id(&file, H5Fclose);
     return rc;
 }
+
+/* ---- class names ---------------------------------------------------------------------------------------- */
+
+int checkpoint_read_class_names(const char *path, char ***names, int *n, struct error *err)
+{
+    struct strlist l = {0};
+    hid_t file, g = H5I_INVALID_HID;
+    int rc = open_checked(path, &file, err);
+
+    *names = NULL;
+    *n = 0;
+    if (rc)
+        return rc;
+    if (has_link(file, "trainer") && (g = H5Gopen2(file, "trainer", H5P_DEFAULT)) >= 0 &&
+        H5Aexists(g, "class_names") > 0) {
+        if (get_names(g, "class_names", &l))
+            rc = error_set(err, ERR_INPUT, "%s: /trainer attribute class_names is not a list of strings", path);
+        *names = l.v;
+        *n = l.n;
+    }
+    close_id(&g, H5Gclose);
+    close_id(&file, H5Fclose);
+    return rc;
+}
+
+void checkpoint_free_class_names(char **names, int n)
+{
+    struct strlist l = {n, names};
+    strlist_free(&l);
+}

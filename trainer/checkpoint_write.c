@@ -125,6 +125,21 @@ done:
     return rc;
 }
 
+/* Variable-length UTF-8 strings, as the dataset's class_names (h5py reads a list of str). */
+static int put_utf8_names(struct writer *w, hid_t obj, const char *name, const char *const *v, int n)
+{
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL), type = H5Tcopy(H5T_C_S1);
+    int rc = -1;
+    if (space < 0 || type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
+        rc = writer_fail(w);
+    else
+        rc = put_attr(w, obj, name, type, type, space, v);
+    close_id(&type, H5Tclose);
+    close_id(&space, H5Sclose);
+    return rc;
+}
+
 /* A float32 dataset of the given shape, contiguous, as Keras writes weights. */
 static int put_floats(struct writer *w, hid_t obj, const char *name, int rank, const hsize_t *dims,
                       const float *data)
@@ -328,7 +343,8 @@ static int write_trainer(struct writer *w, const struct net *net, const struct o
     int bad = g < 0 || put_i32(w, g, "format_version", CHECKPOINT_FORMAT_VERSION) ||
               put_string(w, g, "model_text", net->model.text) || (st && write_state(w, g, st)) ||
               (opt && write_optimizer(w, g, opt)) ||
-              (st && st->sched_steps_per_epoch > 0 && write_schedule(w, g, st, net->n_params));
+              (st && st->sched_steps_per_epoch > 0 && write_schedule(w, g, st, net->n_params)) ||
+              (st && st->n_class_names > 0 && put_utf8_names(w, g, "class_names", st->class_names, st->n_class_names));
     close_id(&g, H5Gclose);
     return bad ? -1 : 0;
 }

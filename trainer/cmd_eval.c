@@ -100,6 +100,25 @@ static int parse(const char *cmd, const char *usage, int predict, int argc, char
     return 0;
 }
 
+/* A dataset without class names takes the checkpoint's (training stores them), for the tables. */
+static int adopt_class_names(const char *checkpoint, struct dataset *ds, int n_classes, struct error *err)
+{
+    char **names;
+    int n, rc;
+
+    if (ds->n_class_names)
+        return ERR_OK;
+    if ((rc = checkpoint_read_class_names(checkpoint, &names, &n, err)))
+        return rc;
+    if (n != n_classes) {
+        checkpoint_free_class_names(names, n);
+        return ERR_OK;
+    }
+    ds->class_names = names; /* dataset_close frees them */
+    ds->n_class_names = n;
+    return ERR_OK;
+}
+
 /* The checkpoint's model with its weights, and the dataset, checked against each other. */
 static int load(const struct eval_opts *o, struct net **net, struct dataset *ds, struct error *err)
 {
@@ -124,7 +143,7 @@ static int load(const struct eval_opts *o, struct net **net, struct dataset *ds,
     if (ds->n_class_names && ds->n_class_names != (*net)->model.n_classes)
         return error_set(err, ERR_INPUT, "%s: the dataset has %d classes but the model predicts %d", o->data,
                          ds->n_class_names, (*net)->model.n_classes);
-    return ERR_OK;
+    return adopt_class_names(o->checkpoint, ds, (*net)->model.n_classes, err);
 }
 
 static const char *class_name(const struct dataset *ds, int k, char *buf, size_t size)
@@ -371,8 +390,20 @@ static int predict_local(struct net *net, struct dataset *ds, int64_t lo, int64_
     return rc;
 }
 
+/* Whether the command line names a dataset (--data): else predict reads image files (predict_images.c). */
+static int names_dataset(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--data") == 0 || strncmp(argv[i], "--data=", 7) == 0 || strcmp(argv[i], "-o") == 0 ||
+            strncmp(argv[i], "--output", 8) == 0)
+            return 1;
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv)
 {
+    if (!names_dataset(argc, argv))
+        return cmd_predict_images(argc, argv);
     struct eval_opts o;
     struct error err = {0};
     struct net *net = NULL;

@@ -104,10 +104,16 @@ int cmd_export_onnx(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+    char **names = NULL;
+    int n_names = 0;
     rc = load(o.checkpoint, &net, &err);
-    /* Class names come with the checkpoints that carry them (none yet). */
+    /* The training dataset's class names, when the checkpoint carries them, go to the model's metadata. */
     if (!rc)
-        rc = onnx_export(o.output, &net->model, net->params, &o.onnx, NULL, 0, o.checkpoint, &err);
+        rc = checkpoint_read_class_names(o.checkpoint, &names, &n_names, &err);
+    if (!rc)
+        rc = onnx_export(o.output, &net->model, net->params, &o.onnx, (const char *const *)names, n_names,
+                         o.checkpoint, &err);
+    checkpoint_free_class_names(names, n_names);
     if (!rc) {
         const struct shape *in = &net->model.layers[0].out;
         char n[16] = "N";

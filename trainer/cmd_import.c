@@ -11,7 +11,8 @@
 
 static const char usage_text[] =
     "usage: trainer import idx --images IMAGES --labels LABELS -o OUT.h5 [--class-names NAMES]\n"
-    "       trainer import cifar10 BATCH.bin [BATCH.bin ...] -o OUT.h5\n\n"
+    "       trainer import cifar10 BATCH.bin [BATCH.bin ...] -o OUT.h5\n"
+    "       trainer import images DIR -o OUT.h5 [options]   (see 'trainer import images --help')\n\n"
     "Converts a dataset to the trainer's HDF5 layout (/images uint8 (N, H, W, C), /labels, class_names).\n\n"
     "  --images F        IDX image file (MNIST / Fashion-MNIST format), plain or .gz\n"
     "  --labels F        IDX label file, plain or .gz\n"
@@ -135,7 +136,7 @@ static int import_cifar_cmd(int argc, char **argv)
 int cmd_import(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage("import", "import needs a format: idx or cifar10");
+        return cli_usage("import", "import needs a format: idx, cifar10 or images");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, stdout);
         return 0;
@@ -144,12 +145,14 @@ int cmd_import(int argc, char **argv)
         return import_idx_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "cifar10") == 0)
         return import_cifar_cmd(argc - 1, argv + 1);
-    static const char *const formats[] = {"idx", "cifar10", NULL};
+    if (strcmp(argv[1], "images") == 0)
+        return cmd_import_images(argc - 1, argv + 1);
+    static const char *const formats[] = {"idx", "cifar10", "images", NULL};
     const char *near = cli_closest(argv[1], formats);
     if (argv[1][0] == '-')
         return cli_usage("import", "the format comes first: 'trainer import idx --images ...' or "
                                    "'trainer import cifar10 FILE.bin ... -o OUT.h5'");
     if (near)
         return cli_usage("import", "unknown format '%s' (did you mean '%s'?)", argv[1], near);
-    return cli_usage("import", "unknown format '%s' (expected idx or cifar10)", argv[1]);
+    return cli_usage("import", "unknown format '%s' (expected idx, cifar10 or images)", argv[1]);
 }

@@ -200,6 +200,22 @@ static void print_state(const struct checkpoint_state *st)
     print_schedule(st);
 }
 
+/* The classes training stored: "Classes:    10: T-shirt/top, Trouser, ..." */
+static int print_class_names(const char *path, struct error *err)
+{
+    char **names;
+    int n, rc = checkpoint_read_class_names(path, &names, &n, err);
+
+    if (rc || n == 0)
+        return rc;
+    printf("Classes:    %d: ", n);
+    for (int i = 0; i < n; i++)
+        printf("%s%s", i ? ", " : "", names[i]);
+    printf("\n");
+    checkpoint_free_class_names(names, n);
+    return ERR_OK;
+}
+
 static int info_model(const char *path, enum kind kind, struct error *err)
 {
     struct model *m = malloc(sizeof *m);
@@ -218,6 +234,8 @@ static int info_model(const char *path, enum kind kind, struct error *err)
         if (kind == KIND_CHECKPOINT) {
             struct checkpoint_state st;
             rc = checkpoint_read_state(path, NULL, &st, err);
+            if (rc == ERR_OK)
+                rc = print_class_names(path, err);
             if (rc == ERR_OK) {
                 print_state(&st);
                 printf("Continue:   trainer train --resume %s --data TRAIN.h5 --epochs E\n", path);

@@ -424,6 +424,11 @@ int cmd_train(int argc, char **argv)
     if (rc == 0) {
         r->threads = cli_threads(r->o.threads);
         rc = cli_agree(setup(r, &err), &err);
+        if (rc == ERR_OK && r->train.n_class_names == r->model.n_classes) {
+            /* The checkpoints name the classes the model learnt (after --resume, which resets r->at). */
+            r->at.class_names = (const char *const *)r->train.class_names;
+            r->at.n_class_names = r->train.n_class_names;
+        }
         if (rc == ERR_OK)
             r->exchange = exchange_attach(r->net, &r->opt);
         if (rc == ERR_OK && dist_rank() == 0 && !r->o.quiet)

@@ -10,19 +10,6 @@
 #include "commands.h"
 #include "dist.h"
 
-/* `export onnx`: the only export so far. */
-static int cmd_export(int argc, char **argv)
-{
-    if (argc > 1 && strcmp(argv[1], "onnx") == 0)
-        return cmd_export_onnx(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0)
-        return cli_usage("export", "unknown export '%s' (trainer export onnx C.h5 -o MODEL.onnx)", argv[1]);
-    if (argc < 2)
-        return cli_usage("export", "export what? trainer export onnx C.h5 -o MODEL.onnx");
-    fputs("usage: trainer export onnx C.h5 -o MODEL.onnx [options]   (trainer export onnx --help)\n", stdout);
-    return 0;
-}
-
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -30,12 +17,12 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"import", cmd_import, "convert IDX (MNIST, Fashion-MNIST) or CIFAR-10 files to an HDF5 dataset"},
+    {"import", cmd_import, "convert IDX, CIFAR-10 or folders of PNG/JPEG images to an HDF5 dataset"},
     {"train", cmd_train, "train a model, on one rank or on many under mpirun/srun"},
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion matrix of a checkpoint"},
     {"predict", cmd_predict, "class probabilities and predictions of a checkpoint, to HDF5"},
     {"info", cmd_info, "describe a dataset, a checkpoint, a Keras model file or an ONNX model"},
-    {"export", cmd_export, "a checkpoint as an ONNX model (export onnx), for OpenCV and other runtimes"},
+    {"export", cmd_export, "a checkpoint as ONNX (export onnx), a dataset as folders of PNG files (export images)"},
     {"bench", cmd_bench, "training throughput on synthetic data: images/s, time per layer, all-reduce share"},
     {NULL, NULL, NULL},
 };

@@ -151,7 +151,10 @@ void progress_update(struct progress *p, int64_t done, double loss, double acc, 
         format_eta(eta, sizeof eta, (now - p->t0) * (double)(p->steps - done) / (double)done);
     else
         snprintf(eta, sizeof eta, "-");
-    snprintf(stats, sizeof stats, " - ETA: %s - loss: %.4f - acc: %.4f", eta, loss, acc);
+    if (isnan(loss)) /* a bar without training figures (import images) */
+        snprintf(stats, sizeof stats, " - ETA: %s", eta);
+    else
+        snprintf(stats, sizeof stats, " - ETA: %s - loss: %.4f - acc: %.4f", eta, loss, acc);
     if (!isnan(p->lr)) {
         size_t len = strlen(stats);
         snprintf(stats + len, sizeof stats - len, " - lr: %.3g", p->lr);

@@ -23,7 +23,8 @@ int progress_bar_wanted(void);
 
 void progress_start(struct progress *p, int64_t steps, int quiet, double now);
 /* Redraws at most ten times a second, fitted to the terminal's width:
- *   "  120/1875 [=>............................] - ETA: 31s - loss: 0.5123 - acc: 0.8101 - 5321 img/s" */
+ *   "  120/1875 [=>............................] - ETA: 31s - loss: 0.5123 - acc: 0.8101 - 5321 img/s"
+ * A NaN loss leaves out the loss and the accuracy (a bar for work that is not training). */
 void progress_update(struct progress *p, int64_t done, double loss, double acc, double img_s, double now);
 /* The learning rate the next redraws show (" - lr: 0.00095"). */
 void progress_set_lr(struct progress *p, double lr);

@@ -7,12 +7,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 fixtures=${2:-$here/../../../shared/fixtures}
 trainer=$build/trainer/trainer make_dataset=$build/tests/make_dataset bad_dataset=$build/tests/bad_dataset
+make_images=$build/tests/make_images
 corpus=$here/corpus
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 rm -rf "$corpus"
-mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx,callback}
+mkdir -p "$corpus"/{model_parse,keras_config,dataset,checkpoint,onnx,callback,image}
 
 # ---- model files: the test model, every layer kind, Keras's argument forms, and a few mistakes -------------
 cp "$here/../data/small.model" "$corpus/model_parse/small.model"
@@ -110,4 +111,13 @@ printf "ReduceLROnPlateau(factor=1.5, patiense=2" >"$corpus/callback/mistakes"
 "$make_dataset" "$corpus/dataset/d4.h5" 4 8 2 1
 "$make_dataset" "$corpus/dataset/d12.h5" 12 8 4 2
 for kind in labels-2d count-mismatch empty; do "$bad_dataset" layout "$corpus/dataset/$kind.h5" "$kind"; done
+
+# ---- images: small PNGs and JPEGs (gray, RGB) and a PNG cut short ------------------------------------------------
+"$make_images" "$work/png1" 1 1 6 5 png 1 && "$make_images" "$work/png3" 1 1 9 4 png 3
+"$make_images" "$work/jpg1" 1 1 8 8 jpg 1 && "$make_images" "$work/jpg3" 1 1 17 9 jpg 3
+cp "$work/png1/c0/00000.png" "$corpus/image/gray.png"
+cp "$work/png3/c0/00000.png" "$corpus/image/rgb.png"
+cp "$work/jpg1/c0/00000.jpg" "$corpus/image/gray.jpg"
+cp "$work/jpg3/c0/00000.jpg" "$corpus/image/rgb.jpg"
+head -c 40 "$corpus/image/rgb.png" >"$corpus/image/cut.png"
 du -sh "$corpus"

@@ -24,7 +24,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/fuzz.XXXXXX")
 passed=0 failed=0
 . "$here/triage.sh"
 
-for target in model_parse keras_config dataset checkpoint onnx callback; do
+for target in model_parse keras_config dataset checkpoint onnx callback image; do
   bin=$build/tests/fuzz/fuzz_$target
   out=$work/$target
   mkdir -p "$out/corpus" "$out/reports"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # leaks.sh ASAN_BUILD_DIR: every command of the trainer built with -DTRAINER_SANITIZE=ON, run as a user runs it
 # (a short training run on 1 and on 2 ranks with validation, checkpoints and metrics, a resume, eval, predict,
-# info; and runs that fail), must end without a LeakSanitizer, AddressSanitizer or UBSan report.
+# info, export and import of images, predict on image files; and runs that fail), must end without a
+# LeakSanitizer, AddressSanitizer or UBSan report.
 # Open MPI's own leaks are suppressed (lsan.supp); the caller sets ASAN_OPTIONS/LSAN_OPTIONS (jobs/test.sh):
 #   ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0
 #   LSAN_OPTIONS=suppressions=tests/sanitizers/lsan.supp
@@ -50,5 +51,11 @@ clean "a failing run: bad model file" 3 "$trainer" train --model train.h5 --data
 clean "export onnx" 0 "$trainer" export onnx c1.h5 -o m.onnx --input uint8
 clean "info on an ONNX file" 0 "$trainer" info m.onnx
 clean "a failing export: not a checkpoint" 3 "$trainer" export onnx train.h5 -o bad.onnx
+clean "export images" 0 "$trainer" export images test.h5 -o tree
+clean "import images, 2 threads, resized, a split" 0 "$trainer" import images tree -o imp.h5 --color-mode grayscale \
+  --size 10 14 --crop-to-aspect-ratio --val-split 0.25 --seed 1 --val-out impv.h5 --threads 2
+clean "predict on image files" 0 "$trainer" predict --checkpoint c1.h5 --json tree
+echo "not an image" >tree/n/bad.png
+clean "a failing run: import of a file that is not an image" 3 "$trainer" import images tree -o bad.h5 --threads 2
 echo "leaks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
