@@ -8,6 +8,7 @@
 
 #include "callbacks.h"
 #include "error.h"
+#include "keras_config.h"
 #include "model.h"
 #include "net.h"
 #include "optim.h"
@@ -70,10 +71,5 @@ int checkpoint_read_best_weights(const char *path, float *dst, size_t n, struct 
  * Keras file, a checkpoint of a dataset without names). ERR_INPUT for an unreadable file or attribute. */
 int checkpoint_read_class_names(const char *path, char ***names, int *n, struct error *err);
 void checkpoint_free_class_names(char **names, int n);
-
-/* Builds a model from Keras model_config JSON text (Sequential). `file` names it in messages. */
-int keras_config_to_model(const char *json, const char *file, struct model *m, struct error *err);
-/* The Keras Sequential model_config JSON of m (malloc'd string). */
-char *keras_config_from_model(const struct model *m);
 
 #endif

@@ -1,4 +1,4 @@
-/* fuzz_callback.c: the --callback reader (trainer/callbacks.c, on kernels/model.c's call parser) on any text. A
+/* fuzz_callback.c: the --callback reader (trainer/callbacks.c, on kernels/model/model.c's call parser) on any text. A
  * callback it accepts must read back from its canonical text (what a checkpoint stores) to the same text; every
  * rejection is a usage error placed as "--callback:1:COL". */
 #include <stdlib.h>

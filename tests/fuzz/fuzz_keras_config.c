@@ -1,4 +1,4 @@
-/* fuzz_keras_config.c: the Keras model_config reader (trainer/keras_config.c) on any text. */
+/* fuzz_keras_config.c: the Keras model_config reader (kernels/model/keras_config.c) on any text. */
 #include <stdlib.h>
 #include <string.h>
 

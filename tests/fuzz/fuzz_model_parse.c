@@ -1,4 +1,4 @@
-/* fuzz_model_parse.c: the model-file reader (kernels/model.c) on any text. A model it accepts must also
+/* fuzz_model_parse.c: the model-file reader (kernels/model/model.c) on any text. A model it accepts must also
  * survive the way to Keras JSON and back (what a checkpoint stores) unchanged. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,11 @@
-/* keras_config.c: a model as Keras 2 Sequential `model_config` JSON, both ways, one table row per layer kind. */
+/* keras_config.c: a model as Keras 2 `model_config` JSON, both ways (Sequential, Model/Functional), one table row per
+ * layer kind. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "keras_config.h"
 
 /* Keras model_config JSON for one kind: to_json adds the kind's keys after name/trainable; from_json rejects
  * options the trainer cannot honour and fills `a` with the arguments the kind's parse() reads, so a Keras
