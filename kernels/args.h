@@ -5,10 +5,11 @@
 
 #include "error.h"
 
-enum arg_type { ARG_INT, ARG_FLOAT, ARG_STRING, ARG_TUPLE, ARG_NONE, ARG_BOOL };
+enum arg_type { ARG_INT, ARG_FLOAT, ARG_STRING, ARG_TUPLE, ARG_NONE, ARG_BOOL, ARG_CALL };
 
 #define ARGS_MAX 16
 #define ARG_TUPLE_MAX 4
+#define ARG_CALL_MAX 4
 
 struct arg {
     char key[32];     /* empty for a positional argument */
@@ -18,6 +19,14 @@ struct arg {
     char str[64];     /* ARG_STRING */
     int n_tuple;      /* ARG_TUPLE: its integer elements */
     long tuple[ARG_TUPLE_MAX];
+    /* ARG_CALL: a call with numeric arguments as a value, `l2(1e-4)`, `regularizers.l1_l2(l1=0, l2=1e-4)`:
+     * str holds the (dotted) callee, call[] its arguments (key empty when positional). */
+    int n_call;
+    struct {
+        char key[16];
+        int col;
+        double num;
+    } call[ARG_CALL_MAX];
     int used;         /* set by the accessors: an argument nobody used is an error (a typo) */
 };
 
@@ -48,6 +57,12 @@ int args_choice(struct args *a, const char *key, int pos, const char *const *cho
                 struct error *err);
 /* A tuple of 1 to ARG_TUPLE_MAX ints (Input shape). */
 int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err);
+
+/* A Keras weight regularizer (`kernel_regularizer=`): None or absent (no penalty), l2(x), l1(x),
+ * l1_l2(l1=x, l2=y), L1(x), L2(x), L1L2(l1=x, l2=y), with or without a `regularizers.`, `keras.regularizers.`
+ * or `tf.keras.regularizers.` prefix. Values must be finite and >= 0. */
+struct regularizer;
+int args_regularizer(struct args *a, const char *key, struct regularizer *out, struct error *err);
 
 /* After a layer took its arguments: ERR_INPUT for the first one it did not use (unknown keyword,
  * too many positionals). */

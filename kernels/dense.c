@@ -22,7 +22,8 @@ static int dense_parse(struct layer_spec *spec, struct args *a, struct error *er
         return args_error(a, layer_find_arg(a, "units", 0), err, "'units' must be between 1 and %ld, got %ld",
                           DENSE_MAX_UNITS, units);
     if ((rc = layer_args_activation(a, 1, &c->act, err)) ||
-        (rc = args_bool(a, "use_bias", 2, 1, &c->use_bias, err)))
+        (rc = args_bool(a, "use_bias", 2, 1, &c->use_bias, err)) ||
+        (rc = args_regularizer(a, "kernel_regularizer", &c->kernel_reg, err)))
         return rc;
     c->units = (int)units;
     return ERR_OK;
@@ -47,8 +48,10 @@ static int dense_infer(struct layer_spec *spec, struct error *err)
 static int dense_to_text(const struct layer_spec *spec, char *buf, size_t size)
 {
     const struct dense_cfg *c = &spec->u.dense;
-    return snprintf(buf, size, "Dense(units=%d, activation='%s', use_bias=%s)", c->units, activation_names[c->act],
-                    c->use_bias ? "True" : "False");
+    char reg[96];
+    layer_regularizer_text(&c->kernel_reg, "kernel_regularizer", reg, sizeof reg);
+    return snprintf(buf, size, "Dense(units=%d, activation='%s', use_bias=%s%s)", c->units, activation_names[c->act],
+                    c->use_bias ? "True" : "False", reg);
 }
 
 /* Keras defaults: kernel (in, units) glorot_uniform with fan_in = in, fan_out = units; bias zeros. */
