@@ -31,6 +31,10 @@ struct checkpoint_state {
     /* Read only (checkpoint_write takes the optimizer's own conf): the optimizer and its hyper-parameters,
      * so that a resumed run continues with them unless the command line overrides them. */
     struct optim_conf optim;
+    /* Recipes (issue 14): micro-batches per optimizer step (1: none) and the label smoothing of the loss;
+     * absent from older checkpoints: 1 and 0. */
+    int64_t accumulate;
+    double label_smoothing;
 };
 
 /* Writes path atomically: PATH.tmp.<pid> in the same directory, flushed, fsynced, renamed over path (and

@@ -42,6 +42,15 @@ static const char usage_text[] =
     "  --metrics F             append one CSV row per epoch\n"
     "  --threads T             threads per rank (default: cores / ranks on the node)\n"
     "  --max-steps S           stop after S optimizer steps in all, counted from the start\n"
+    "  --optimizer adamw|lars  also: Keras 3's AdamW (decoupled weight decay), LARS (You et al. 2017)\n"
+    "  --weight-decay X        decoupled weight decay p -= lr*X*p (default: adamw 0.004, others 0);\n"
+    "                          lars: its decay of the kernels\n"
+    "  --lars-eta X            LARS trust coefficient (default 0.001)\n"
+    "  --clipnorm X            clip each gradient tensor to norm X (Keras clipnorm)\n"
+    "  --global-clipnorm X     clip the whole gradient to norm X (Keras global_clipnorm)\n"
+    "  --label-smoothing X     Keras CategoricalCrossentropy(label_smoothing=X), training loss only\n"
+    "  --accumulate K          K micro-batches of --batch-size per optimizer step (Keras 3\n"
+    "                          gradient_accumulation_steps); steps and --max-steps count optimizer steps\n"
     "  --quiet                 no summary, progress bar or epoch lines\n"
     "  -h, --help              this help\n\n"
     "environment:\n"
@@ -57,6 +66,7 @@ static const char usage_text[] =
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
        OPT_MOMENTUM, OPT_NESTEROV, OPT_SEED, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_SAVE_BEST, OPT_RESUME,
        OPT_INIT_WEIGHTS, OPT_METRICS, OPT_THREADS, OPT_MAX_STEPS, OPT_QUIET };
+enum { OPT_WEIGHT_DECAY = 400, OPT_LARS_ETA, OPT_CLIPNORM, OPT_GLOBAL_CLIPNORM, OPT_LABEL_SMOOTHING, OPT_ACCUMULATE };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
@@ -79,9 +89,62 @@ static const struct option long_opts[] = {
     {"threads", required_argument, 0, OPT_THREADS},
     {"max-steps", required_argument, 0, OPT_MAX_STEPS},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"weight-decay", required_argument, 0, OPT_WEIGHT_DECAY},
+    {"lars-eta", required_argument, 0, OPT_LARS_ETA},
+    {"clipnorm", required_argument, 0, OPT_CLIPNORM},
+    {"global-clipnorm", required_argument, 0, OPT_GLOBAL_CLIPNORM},
+    {"label-smoothing", required_argument, 0, OPT_LABEL_SMOOTHING},
+    {"accumulate", required_argument, 0, OPT_ACCUMULATE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
+
+/* A recipe option (issue 14) into o; the optimizer's values go to o->optim and survive optim_defaults
+ * (recipe_conf). */
+static int take_recipe_opt(int c, struct train_opts *o)
+{
+    struct optim_conf *q = &o->optim;
+    switch (c) {
+    case OPT_WEIGHT_DECAY:
+        o->set_weight_decay = 1;
+        return cli_double("train", "--weight-decay", optarg, 0, 1e6, &q->weight_decay);
+    case OPT_LARS_ETA:
+        o->set_lars_eta = 1;
+        return cli_double("train", "--lars-eta", optarg, 1e-300, 1e6, &q->lars_eta);
+    case OPT_CLIPNORM:
+        o->set_clipnorm = 1;
+        return cli_double("train", "--clipnorm", optarg, 1e-300, 1e300, &q->clipnorm);
+    case OPT_GLOBAL_CLIPNORM:
+        o->set_global_clipnorm = 1;
+        return cli_double("train", "--global-clipnorm", optarg, 1e-300, 1e300, &q->global_clipnorm);
+    case OPT_LABEL_SMOOTHING:
+        o->set_label_smoothing = 1;
+        return cli_double("train", "--label-smoothing", optarg, 0, 1, &o->label_smoothing);
+    case OPT_ACCUMULATE:
+        o->set_accumulate = 1;
+        return cli_long("train", "--accumulate", optarg, 1, 65536, &o->accumulate);
+    default: return ERR_USAGE;
+    }
+}
+
+/* After optim_defaults(&o->optim): the recipe values the command line gave, on top of the kind's defaults;
+ * ERR_USAGE for a combination the optimizer does not take. */
+static int recipe_conf(struct train_opts *o, const struct optim_conf *given)
+{
+    struct optim_conf *q = &o->optim;
+    if (o->set_weight_decay)
+        q->weight_decay = given->weight_decay;
+    /* Resumed without --optimizer: the checkpoint's optimizer decides (resume_recipe). */
+    if (o->set_lars_eta && q->kind != OPTIM_LARS && !(o->resume && !o->set_optimizer))
+        return cli_usage("train", "--lars-eta applies to --optimizer lars only");
+    if (o->set_lars_eta)
+        q->lars_eta = given->lars_eta;
+    if (o->set_clipnorm && o->set_global_clipnorm)
+        return cli_usage("train", "--clipnorm and --global-clipnorm exclude each other (as in Keras)");
+    q->clipnorm = given->clipnorm;
+    q->global_clipnorm = given->global_clipnorm;
+    return 0;
+}
 
 /* One option into o; returns 0, -1 for --help, or ERR_USAGE. */
 static int take_opt(int c, struct train_opts *o, const char **optimizer, double *lr, double *momentum)
@@ -108,11 +171,11 @@ static int take_opt(int c, struct train_opts *o, const char **optimizer, double 
     case OPT_THREADS: return cli_long("train", "--threads", optarg, 1, 4096, &o->threads);
     case OPT_MAX_STEPS: return cli_long("train", "--max-steps", optarg, 1, 1L << 40, &o->max_steps);
     case OPT_QUIET: o->quiet = 1; return 0;
+    default: return take_recipe_opt(c, o);
     case 'h':
         if (cli_is_root())
             fputs(usage_text, stdout);
         return -1;
-    default: return ERR_USAGE;
     }
 }
 
@@ -146,6 +209,7 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
     o->epochs = 10;
     o->batch = 32;
     o->seed = 1;
+    o->accumulate = 1;
     while (rc == 0 && (c = cli_getopt("train", argc, argv, "h", long_opts)) != -1)
         rc = take_opt(c, o, &optimizer, &lr, &momentum);
     if (rc)
@@ -154,12 +218,18 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
         return cli_usage("train", "unexpected argument '%s'", argv[optind]);
     int kind = optim_kind_from_name(optimizer);
     if (kind < 0)
-        return cli_usage("train", "--optimizer: unknown optimizer '%s' (sgd, rmsprop or adam)", optimizer);
+        return cli_usage("train", "--optimizer: unknown optimizer '%s' (sgd, rmsprop, adam, adamw or lars)",
+                         optimizer);
+    struct optim_conf given = o->optim;
     optim_defaults(&o->optim, kind);
+    if ((rc = recipe_conf(o, &given)))
+        return rc;
     if (lr >= 0)
         o->optim.lr = lr;
-    if ((o->set_momentum || o->set_nesterov) && kind != OPTIM_SGD)
-        return cli_usage("train", "--momentum and --nesterov apply to --optimizer sgd only");
+    if (o->set_momentum && kind != OPTIM_SGD && kind != OPTIM_LARS)
+        return cli_usage("train", "--momentum applies to --optimizer sgd and lars only");
+    if (o->set_nesterov && kind != OPTIM_SGD)
+        return cli_usage("train", "--nesterov applies to --optimizer sgd only");
     if (momentum >= 0)
         o->optim.momentum = momentum;
     o->optim.nesterov = o->set_nesterov;
@@ -196,6 +266,36 @@ static int load_model(struct run *r, struct error *err)
     return rc;
 }
 
+/* A recipe option that differs from the resumed run's: "C.h5: trained with --OPT A; resume it with that
+ * value (or leave the option out)". ERR_USAGE. */
+static int recipe_conflict(const char *path, const char *opt, double was, double given, struct error *err)
+{
+    return error_set(err, ERR_USAGE, "%s: trained with %s %.15g, not %.15g: a resumed run keeps its recipe (leave %s out)",
+                     path, opt, was, given, opt);
+}
+
+/* With --resume: the recipe options (issue 14) may be repeated but not changed; the run continues with the
+ * checkpoint's. */
+static int resume_recipe(struct run *r, struct error *err)
+{
+    const struct train_opts *o = &r->o;
+    const struct checkpoint_state *at = &r->at;
+    const struct optim_conf *was = &at->optim, *given = &o->optim;
+    if (o->set_weight_decay && given->weight_decay != was->weight_decay)
+        return recipe_conflict(o->resume, "--weight-decay", was->weight_decay, given->weight_decay, err);
+    if (o->set_lars_eta && given->lars_eta != was->lars_eta)
+        return recipe_conflict(o->resume, "--lars-eta", was->lars_eta, given->lars_eta, err);
+    if (o->set_clipnorm && given->clipnorm != was->clipnorm)
+        return recipe_conflict(o->resume, "--clipnorm", was->clipnorm, given->clipnorm, err);
+    if (o->set_global_clipnorm && given->global_clipnorm != was->global_clipnorm)
+        return recipe_conflict(o->resume, "--global-clipnorm", was->global_clipnorm, given->global_clipnorm, err);
+    if (o->set_label_smoothing && o->label_smoothing != at->label_smoothing)
+        return recipe_conflict(o->resume, "--label-smoothing", at->label_smoothing, o->label_smoothing, err);
+    if (o->set_accumulate && o->accumulate != at->accumulate)
+        return recipe_conflict(o->resume, "--accumulate", (double)at->accumulate, (double)o->accumulate, err);
+    return ERR_OK;
+}
+
 /* With --resume: batch size, seed and optimizer as the checkpoint was trained, unless the command line
  * says otherwise where that is allowed (learning rate and momentum may change; the rest would break the
  * run's meaning). */
@@ -215,6 +315,8 @@ static int resume_settings(struct run *r, struct error *err)
     if (o->set_optimizer && o->optim.kind != at->optim.kind)
         return error_set(err, ERR_INPUT, "%s: trained with optimizer %s; resume it with that optimizer",
                          o->resume, optim_kind_name(at->optim.kind));
+    if ((rc = resume_recipe(r, err)))
+        return rc;
     struct optim_conf c = at->optim;
     if (o->set_lr)
         c.lr = o->optim.lr;
@@ -225,6 +327,8 @@ static int resume_settings(struct run *r, struct error *err)
     o->optim = c;
     o->batch = at->global_batch;
     o->seed = (long)at->seed;
+    o->accumulate = at->accumulate;
+    o->label_smoothing = at->label_smoothing;
     return ERR_OK;
 }
 
@@ -268,8 +372,14 @@ static int setup_net(struct run *r, struct error *err)
     if (dist_size() > 1)
         r->net->sum = dist_step_sum;
     if ((rc = optim_init(&r->opt, &o->optim, r->net->n_params, err)) ||
-        (rc = model_mark_moving(&r->model, &r->opt, err)))
+        (rc = model_mark_moving(&r->model, &r->opt, err)) || (rc = step_mark_tensors(&r->model, &r->opt, err)))
         return rc;
+    r->net->label_smoothing = (float)o->label_smoothing;
+    /* BatchNormalization folds its moving statistics through the optimizer once per update, where Keras 3
+     * moves them on every micro-batch: not the same training, so not offered. */
+    if (o->accumulate > 1 && model_moving_params(&r->model) > 0)
+        return error_set(err, ERR_USAGE, "--accumulate %ld: not supported with BatchNormalization (its moving "
+                         "statistics would not follow Keras's)", o->accumulate);
     if (o->init_weights)
         return checkpoint_read_weights(o->init_weights, r->net, err);
     if (o->resume) {
@@ -279,6 +389,8 @@ static int setup_net(struct run *r, struct error *err)
     }
     r->at.seed = (uint64_t)o->seed;
     r->at.global_batch = o->batch;
+    r->at.accumulate = o->accumulate;
+    r->at.label_smoothing = o->label_smoothing;
     r->at.best_val_loss = INFINITY;
     return ERR_OK;
 }
@@ -344,7 +456,7 @@ static void print_setup(const struct run *r)
 {
     const struct train_opts *o = &r->o;
     int size = dist_size();
-    char a[32], b[32], opt[160];
+    char a[32], b[32], opt[256];
     summary_print(stdout, &r->model, o->model ? o->model : o->resume);
     printf("Ranks:      %d x %d thread%s", size, r->threads, r->threads == 1 ? "" : "s");
     if (size > 1)
@@ -355,8 +467,12 @@ static void print_setup(const struct run *r)
     printf("Batch:      %ld global, ", o->batch);
     if (o->batch % size)
         printf("%ld-", o->batch / size);
-    printf("%d per rank; %s steps per epoch\n", r->share_max,
-           summary_count(a, sizeof a, (r->n_train + o->batch - 1) / o->batch));
+    printf("%d per rank; %s steps per epoch", r->share_max, summary_count(a, sizeof a, train_steps_per_epoch(r)));
+    if (o->accumulate > 1)
+        printf(" of %ld micro-batches (%ld samples per step)", o->accumulate, o->accumulate * o->batch);
+    putchar('\n');
+    if (o->label_smoothing > 0)
+        printf("Loss:       categorical cross-entropy, label smoothing %g (training loss only)\n", o->label_smoothing);
     printf("Train data: %s, %s samples (%s)\n", o->data, summary_count(a, sizeof a, r->n_train),
            r->train_in_memory ? "held in memory" : "read from the file each step");
     if (o->val)
@@ -375,7 +491,7 @@ static void print_setup(const struct run *r)
     if (o->resume && r->at.epoch_step)
         printf("Resuming:   %s in epoch %lld after batch %s of %s (step %lld)\n", o->resume,
                (long long)r->at.epoch + 1, summary_count(a, sizeof a, r->at.epoch_step),
-               summary_count(b, sizeof b, (r->n_train + o->batch - 1) / o->batch), (long long)r->at.step);
+               summary_count(b, sizeof b, train_steps_per_epoch(r)), (long long)r->at.step);
     else if (o->resume)
         printf("Resuming:   %s at the start of epoch %lld (step %lld)\n", o->resume, (long long)r->at.epoch + 1,
                (long long)r->at.step);

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "net.h"
 #include "optim.h"
+#include "step.h"
 
 struct train_opts {
     const char *model, *data, *val, *checkpoint, *metrics, *resume, *init_weights;
@@ -21,6 +22,11 @@ struct train_opts {
     int quiet, save_best;
     /* Which options the command line set (a resumed run takes the others from its checkpoint). */
     int set_batch, set_seed, set_optimizer, set_lr, set_momentum, set_nesterov;
+    /* Recipes (issue 14): micro-batches per update (--accumulate, 1: none), label smoothing, and which of
+     * the recipe options the command line set. */
+    long accumulate;
+    double label_smoothing;
+    int set_accumulate, set_label_smoothing, set_weight_decay, set_lars_eta, set_clipnorm, set_global_clipnorm;
 };
 
 struct run {
@@ -44,6 +50,7 @@ struct run {
     FILE *metrics;                       /* rank 0 only */
     int threads;
     int stop_requested;                  /* a rank caught SIGTERM/SIGUSR1: stop after this step */
+    struct step step;                    /* the training step (step.c), set up by train_loop */
 };
 
 /* SIGTERM and SIGUSR1 set a flag that stops training after the current step (checkpoint, exit 75).
@@ -54,5 +61,8 @@ void train_catch_stop_signals(void);
 /* Collective. Trains from r->at until --epochs or --max-steps, writing checkpoints as asked. Returns an
  * exit code agreed by all ranks; the rank that found an error has printed it. */
 int train_loop(struct run *r);
+
+/* Optimizer steps per epoch: ceil(training samples / (--batch-size x --accumulate)). */
+int64_t train_steps_per_epoch(const struct run *r);
 
 #endif
