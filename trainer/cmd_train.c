@@ -99,6 +99,15 @@ static const struct option long_opts[] = {
     {0, 0, 0, 0},
 };
 
+/* A number > 0 (and finite) for option `opt`. */
+static int positive(const char *opt, double *out)
+{
+    int rc = cli_double("train", opt, optarg, 0, 1e300, out);
+    if (rc == 0 && !(*out > 0))
+        rc = cli_usage("train", "%s: '%s' is not a number > 0", opt, optarg);
+    return rc;
+}
+
 /* A recipe option (issue 14) into o; the optimizer's values go to o->optim and survive optim_defaults
  * (recipe_conf). */
 static int take_recipe_opt(int c, struct train_opts *o)
@@ -110,13 +119,13 @@ static int take_recipe_opt(int c, struct train_opts *o)
         return cli_double("train", "--weight-decay", optarg, 0, 1e6, &q->weight_decay);
     case OPT_LARS_ETA:
         o->set_lars_eta = 1;
-        return cli_double("train", "--lars-eta", optarg, 1e-300, 1e6, &q->lars_eta);
+        return positive("--lars-eta", &q->lars_eta);
     case OPT_CLIPNORM:
         o->set_clipnorm = 1;
-        return cli_double("train", "--clipnorm", optarg, 1e-300, 1e300, &q->clipnorm);
+        return positive("--clipnorm", &q->clipnorm);
     case OPT_GLOBAL_CLIPNORM:
         o->set_global_clipnorm = 1;
-        return cli_double("train", "--global-clipnorm", optarg, 1e-300, 1e300, &q->global_clipnorm);
+        return positive("--global-clipnorm", &q->global_clipnorm);
     case OPT_LABEL_SMOOTHING:
         o->set_label_smoothing = 1;
         return cli_double("train", "--label-smoothing", optarg, 0, 1, &o->label_smoothing);
