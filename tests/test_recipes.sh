@@ -86,8 +86,9 @@ full=(--model reg.model --epochs 2 --batch-size 8 --accumulate 2 --optimizer lar
 train 2 "${full[@]}" --checkpoint straight.h5 >/dev/null 2>&1
 train 2 "${full[@]}" --max-steps 17 --checkpoint part.h5 >/dev/null 2>&1
 cp part.h5 part1.h5
-train 2 --resume part.h5 --epochs 2 >resume.txt 2>&1
-"$compare" straight.h5 part.h5 0 >/dev/null && ok "the recipe resumed mid-epoch: bit-identical" \
+# As a requeued Slurm job resumes: its whole command line again, plus --resume.
+train 2 "${full[@]}" --checkpoint part.h5 --resume part.h5 >resume.txt 2>&1
+"$compare" straight.h5 part.h5 0 >/dev/null && ok "the recipe resumed mid-epoch (same command line): bit-identical" \
   || bad "resume: $("$compare" straight.h5 part.h5 0 2>&1) $(cat resume.txt)"
 train 1 --resume part1.h5 --epochs 2 --weight-decay 1e-4 --accumulate 2 >/dev/null 2>&1
 "$compare" straight.h5 part1.h5 1e-4 >/dev/null && ok "a 2-rank checkpoint resumes on 1 rank (repeated options ok)" \
