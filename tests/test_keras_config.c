@@ -174,8 +174,8 @@ static void test_kernel_regularizer(void **state)
                    "k.h5: model_config: d: bias_regularizer {\"class_name\":\"L2\",\"config\":{\"l2\":0.01}} is not "
                    "supported");
     assert_refused(SEQ(CONV_FIRST ", " FLATTEN ", {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", "
-                                  "\"units\": 4, \"activation\": \"softmax\", \"activity_regularizer\": {\"class_name\": "
-                                  "\"L1\", \"config\": {\"l1\": 0.01}}}}"),
+                                  "\"units\": 4, \"activation\": \"softmax\", "
+                                  "\"activity_regularizer\": {\"class_name\": \"L1\", \"config\": {\"l1\": 0.01}}}}"),
                    "k.h5: model_config: d: activity_regularizer {\"class_name\":\"L1\",\"config\":{\"l1\":0.01}} is "
                    "not supported");
 }

@@ -346,11 +346,13 @@ static void test_kernel_regularizer(void **state)
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l3(1e-4))\n" TAIL, "model.txt:2:14:", "unknown regularizer 'l3'");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=torch.l2(1e-4))\n" TAIL, "model.txt:2:14:",
                 "unknown regularizer 'torch.l2'");
-    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(-1e-4))\n" TAIL, "model.txt:2:36:", "must be a finite number >= 0");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(-1e-4))\n" TAIL, "model.txt:2:36:",
+                "must be a finite number >= 0");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(l1=1e-4))\n" TAIL, "model.txt:2:36:", "unknown argument 'l1'");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(1e-4, 2e-4))\n" TAIL, "model.txt:2:42:",
                 "too many positional arguments");
-    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l1_l2(l1=1e-4))\n" TAIL, "model.txt:2:14:", "give both l1= and l2=");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l1_l2(l1=1e-4))\n" TAIL, "model.txt:2:14:",
+                "give both l1= and l2=");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=L1L2(1e-4, l1=1e-4))\n" TAIL, "model.txt:2:44:", "given twice");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2('a'))\n" TAIL, "model.txt:2:36:", "expected a number");
     parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(l2=1e-4, 3))\n" TAIL, "model.txt:2:45:",

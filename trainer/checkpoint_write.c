@@ -148,7 +148,7 @@ static hid_t new_group(struct writer *w, hid_t parent, const char *name)
 
 /* Keras 2 get_config() of the optimizer, in Keras's key order; lr etc. with 15 digits (0.001, not
  * 0.0010000000000000000208): informative for Keras, the exact values are in /trainer. */
-static char *training_config(const struct optim_conf *c, double label_smoothing)
+static char *training_config(const struct optim_conf *c, double label_smoothing, int64_t accumulate)
 {
     json_t *oc = NULL, *loss;
     switch (c->kind) {
@@ -186,6 +186,8 @@ static char *training_config(const struct optim_conf *c, double label_smoothing)
         json_object_set_new(ocfg, "global_clipnorm", json_real(c->global_clipnorm));
     if (ocfg && c->weight_decay > 0 && c->kind != OPTIM_ADAMW && c->kind != OPTIM_LARS)
         json_object_set_new(ocfg, "weight_decay", json_real(c->weight_decay));
+    if (ocfg && accumulate > 1)
+        json_object_set_new(ocfg, "gradient_accumulation_steps", json_integer((json_int_t)accumulate));
     /* Keras 2's string unless smoothed: then tf.keras's CategoricalCrossentropy with its label_smoothing. */
     if (label_smoothing > 0)
         loss = json_pack("{s:s, s:{s:s, s:s, s:b, s:f}}", "class_name", "CategoricalCrossentropy", "config",
@@ -206,7 +208,7 @@ static int write_root(struct writer *w, const struct model *m, const struct opti
                       const struct checkpoint_state *st)
 {
     char *config = keras_config_from_model(m);
-    char *training = opt ? training_config(&opt->conf, st ? st->label_smoothing : 0) : NULL;
+    char *training = opt ? training_config(&opt->conf, st ? st->label_smoothing : 0, st ? st->accumulate : 1) : NULL;
     int rc = -1;
     if (!config || (opt && !training)) {
         snprintf(w->why, sizeof w->why, "cannot describe the model as Keras JSON (out of memory?)");

@@ -279,8 +279,9 @@ static int load_model(struct run *r, struct error *err)
  * value (or leave the option out)". ERR_USAGE. */
 static int recipe_conflict(const char *path, const char *opt, double was, double given, struct error *err)
 {
-    return error_set(err, ERR_USAGE, "%s: trained with %s %.15g, not %.15g: a resumed run keeps its recipe (leave %s out)",
-                     path, opt, was, given, opt);
+    return error_set(err, ERR_USAGE,
+                     "%s: trained with %s %.15g, not %.15g: a resumed run keeps its recipe (leave %s out)", path, opt,
+                     was, given, opt);
 }
 
 /* With --resume: the recipe options (issue 14) may be repeated but not changed; the run continues with the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_recipes.sh TRAINER MAKE_DATASET COMPARE_WEIGHTS DATA_DIR: the training recipes of issue 14 as a user runs
+# test_recipes_optim.sh TRAINER MAKE_DATASET COMPARE_WEIGHTS DATA_DIR: the training recipes of issue 14 as a user runs
 # them (kernel regularizers, AdamW, LARS, clipping, label smoothing, accumulation): 1/2/4 ranks agree, batch B
 # with --accumulate 4 is batch 4B, resumes are bit-identical, a changed recipe and bad values are refused.
 # Prints "N passed, N failed" and exits non-zero when a check fails.
@@ -74,7 +74,9 @@ train 1 "${base[@]}" --batch-size 40 --checkpoint b40.h5 >/dev/null 2>&1
 train 2 "${base[@]}" --batch-size 10 --accumulate 4 --checkpoint a4.h5 >acc.txt 2>&1
 "$compare" b40.h5 a4.h5 1e-5 >/dev/null && ok "--batch-size 10 --accumulate 4 on 2 ranks = --batch-size 40" \
   || bad "accumulate: $("$compare" b40.h5 a4.h5 1e-5 2>&1) $(cat acc.txt)"
-"$trainer" info a4.h5 | grep -q 'Trained:    2 epochs, 20 steps' && ok "steps count optimizer steps" \
+"$trainer" info a4.h5 | grep -q 'Trained:    2 epochs, 20 steps' \
+  && h5dump -w 0 -a /training_config a4.h5 2>/dev/null | grep -q '"gradient_accumulation_steps": 4' \
+  && ok "steps count optimizer steps; training_config has gradient_accumulation_steps" \
   || bad "accumulate steps: $("$trainer" info a4.h5)"
 printf "Input(shape=(12, 12, 1))\nConv2D(4, 3)\nBatchNormalization()\nFlatten()\nDense(4, activation='softmax')\n" >bn.model
 expect 2 "--accumulate 4: not supported with BatchNormalization" "--accumulate with BatchNormalization: exit 2" \
