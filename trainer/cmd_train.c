@@ -29,7 +29,7 @@ static const char usage_text[] =
     "  --batch-size B          GLOBAL batch, split across ranks (default 32)\n"
     "  --optimizer O           sgd | rmsprop | adam (default rmsprop)\n"
     "  --lr X                  learning rate (default: sgd 0.01, rmsprop 0.001, adam 0.001)\n"
-    "  --momentum X            SGD momentum (default 0)\n"
+    "  --momentum X            SGD and LARS momentum (default: sgd 0, lars 0.9)\n"
     "  --nesterov              SGD with Nesterov momentum\n"
     "  --seed S                seed for init, shuffle and dropout (default 1)\n"
     "  --checkpoint F          write a checkpoint (Keras HDF5) at every epoch end and when training stops\n"
