@@ -282,7 +282,7 @@ static int parse_call_value(struct lexer *lx, struct arg *x, struct error *err)
     char buf[64];
     const char *start = lx->t.start;
     int col = lx->t.col, rc, seen_kw = 0;
-    while (lx->s[lx->pos] == '.')
+    while (lx->pos < lx->len && lx->s[lx->pos] == '.')
         for (lx->pos++; lx->pos < lx->len && is_ident_char(lx->s[lx->pos]); lx->pos++)
             ;
     int len = (int)(lx->s + lx->pos - start);

@@ -203,6 +203,8 @@ static int check_opts(struct train_opts *o)
         o->checkpoint = o->resume;
     if ((o->checkpoint_every || o->save_best) && !o->checkpoint)
         return cli_usage("train", "--checkpoint-every and --save-best need --checkpoint");
+    if (o->batch * o->accumulate > (1L << 30))
+        return cli_usage("train", "--batch-size x --accumulate must be at most 2^30 samples per step");
     if (o->save_best && !o->val && o->val_split <= 0)
         return cli_usage("train", "--save-best needs validation data (--val or --val-split)");
     return 0;
