@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -100,10 +101,92 @@ static void test_unsupported_config(void **state)
     assert_int_equal(model_moving_params(&m), 2 * 2);
 }
 
+/* ---- kernel_regularizer ----------------------------------------------------------------------------------- */
+
+#define CONV_REG(reg)                                                                                           \
+    "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"conv2d_1\", \"batch_input_shape\": [null, 8, 8, 3], " \
+    "\"filters\": 2, \"kernel_size\": [3, 3], \"kernel_regularizer\": " reg "}}"
+#define DENSE_REG(reg)                                                                                           \
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense_1\", \"units\": 4, \"activation\": \"softmax\", " \
+    "\"kernel_regularizer\": " reg "}}"
+
+static void assert_regularizers(const char *json, double l1, double l2)
+{
+    struct model m;
+    struct error err = {0};
+    assert_ok(keras_config_to_model(json, "k.h5", &m, &err), &err);
+    const struct regularizer *c = &m.layers[1].u.conv.kernel_reg, *d = &m.layers[3].u.dense.kernel_reg;
+    if (c->l1 != l1 || c->l2 != l2 || d->l1 != l1 || d->l2 != l2)
+        fail_msg("conv (%.17g, %.17g) dense (%.17g, %.17g), want (%.17g, %.17g)\n%s", c->l1, c->l2, d->l1, d->l2, l1,
+                 l2, json);
+}
+
+static void test_kernel_regularizer(void **state)
+{
+    (void)state;
+    /* Keras 2.1-2.2: L1L2 with both factors, float32 values as Python prints them. */
+#define K2 "{\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.0, \"l2\": 9.999999747378752e-05}}"
+    assert_regularizers(SEQ(CONV_REG(K2) ", " FLATTEN ", " DENSE_REG(K2)), 0, 9.999999747378752e-05);
+    /* tf.keras 2.x and Keras 3 (with module and registered_name). */
+#define TF2 "{\"class_name\": \"L2\", \"config\": {\"l2\": 0.0005000000237487257}}"
+    assert_regularizers(SEQ(CONV_REG(TF2) ", " FLATTEN ", " DENSE_REG(TF2)), 0, 0.0005000000237487257);
+#define K3 "{\"module\": \"keras.regularizers\", \"class_name\": \"L1\", \"config\": {\"l1\": 0.25}, " \
+           "\"registered_name\": null}"
+    assert_regularizers(SEQ(CONV_REG(K3) ", " FLATTEN ", " DENSE_REG(K3)), 0.25, 0);
+#define BOTH "{\"class_name\": \"L1L2\", \"config\": {\"l1\": 1e-05, \"l2\": 0.0001}}"
+    assert_regularizers(SEQ(CONV_REG(BOTH) ", " FLATTEN ", " DENSE_REG(BOTH)), 1e-5, 1e-4);
+    assert_regularizers(SEQ(CONV_REG("null") ", " FLATTEN ", " DENSE_REG("null")), 0, 0);
+
+    /* Written back in Keras 2.1's form; none stays null. */
+    struct model m, m2;
+    struct error err = {0};
+    assert_ok(model_parse(&m, "Input(shape=(8, 8, 3))\nConv2D(2, 3, kernel_regularizer=l2(1e-4))\nFlatten()\n"
+                              "Dense(4, activation='softmax', kernel_regularizer=l1_l2(l1=0.5, l2=0.25))\n",
+                          "m.txt", &err),
+              &err);
+    char *json = keras_config_from_model(&m);
+    assert_non_null(json);
+    if (!strstr(json, "\"kernel_regularizer\": {\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.0, \"l2\": "
+                      "0.0001}}, \"bias_regularizer\": null") ||
+        !strstr(json, "\"kernel_regularizer\": {\"class_name\": \"L1L2\", \"config\": {\"l1\": 0.5, \"l2\": 0.25}}"))
+        fail_msg("%s", json);
+    assert_ok(keras_config_to_model(json, "k.h5", &m2, &err), &err);
+    assert_string_equal(m2.text, m.text);
+    free(json);
+    assert_ok(model_parse(&m, "Input(shape=(8, 8, 3))\nConv2D(2, 3)\nFlatten()\nDense(4, activation='softmax')\n",
+                          "m.txt", &err),
+              &err);
+    json = keras_config_from_model(&m);
+    assert_non_null(json);
+    if (strstr(json, "L1L2") || !strstr(json, "\"kernel_regularizer\": null"))
+        fail_msg("%s", json);
+    free(json);
+
+    assert_refused(SEQ(CONV_REG("{\"class_name\": \"OrthogonalRegularizer\", \"config\": {\"factor\": 0.01}}")
+                       ", " FLATTEN ", " DENSE_LAST),
+                   "k.h5: model_config: conv2d_1: kernel_regularizer "
+                   "{\"class_name\":\"OrthogonalRegularizer\",\"config\":{\"factor\":0.01}} is not supported");
+    assert_refused(SEQ(CONV_REG("{\"class_name\": \"L2\", \"config\": {\"l2\": -0.5}}") ", " FLATTEN ", " DENSE_LAST),
+                   "k.h5: model_config: conv2d_1: Conv2D: L2: 'l2' must be a finite number >= 0");
+    assert_refused(SEQ(CONV_REG("{\"class_name\": \"L2\", \"config\": {\"l1\": 0.5}}") ", " FLATTEN ", " DENSE_LAST),
+                   "k.h5: model_config: conv2d_1: Conv2D: L2: unknown argument 'l1'");
+    assert_refused(SEQ(CONV_FIRST ", " FLATTEN ", {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", "
+                                  "\"units\": 4, \"activation\": \"softmax\", \"bias_regularizer\": {\"class_name\": "
+                                  "\"L2\", \"config\": {\"l2\": 0.01}}}}"),
+                   "k.h5: model_config: d: bias_regularizer {\"class_name\":\"L2\",\"config\":{\"l2\":0.01}} is not "
+                   "supported");
+    assert_refused(SEQ(CONV_FIRST ", " FLATTEN ", {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", "
+                                  "\"units\": 4, \"activation\": \"softmax\", "
+                                  "\"activity_regularizer\": {\"class_name\": \"L1\", \"config\": {\"l1\": 0.01}}}}"),
+                   "k.h5: model_config: d: activity_regularizer {\"class_name\":\"L1\",\"config\":{\"l1\":0.01}} is "
+                   "not supported");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unsupported_config),
+        cmocka_unit_test(test_kernel_regularizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,6 +252,82 @@ static void test_bad_label(void **state)
     loss_release(&l);
 }
 
+/* Keras's CategoricalCrossentropy(label_smoothing=s): y = onehot*(1-s) + s/C, loss -sum y log p, gradient
+ * (p - y) * scale, training only. By hand with s = 0.3 and C = 3:
+ *   logits (0, 0, 0), label 0: p = 1/3 each, y = (0.8, 0.1, 0.1): loss ln 3, gradient (1/3-0.8, 1/3-0.1, 1/3-0.1)
+ *   logits (0, ln 2, 0), label 1: p = (0.25, 0.5, 0.25), y = (0.1, 0.8, 0.1):
+ *     loss 0.2 ln 4 + 0.8 ln 2 = 0.831776617, gradient (0.15, -0.3, 0.15). */
+static void test_label_smoothing_by_hand(void **state)
+{
+    (void)state;
+    struct loss l;
+    struct error err = {0};
+    const float x[6] = {0.0f, 0.0f, 0.0f, 0.0f, (float)log(2.0), 0.0f};
+    const int32_t y[2] = {0, 1};
+    float dx[6];
+    double sum = 0;
+    long correct = 0;
+    assert_int_equal(loss_init(&l, 2, 3, &dnn, &err), ERR_OK);
+    l.smoothing = 0.3f;
+    run(&l, x, y, 1.0f, NULL, dx, &sum, &correct);
+    assert_true(fabs(sum - (log(3.0) + 0.831776617)) < TOL);
+    const double want[6] = {1.0 / 3 - 0.8, 1.0 / 3 - 0.1, 1.0 / 3 - 0.1, 0.15, -0.3, 0.15};
+    for (int k = 0; k < 6; k++)
+        if (fabs(dx[k] - want[k]) > TOL)
+            fail_msg("dlogits[%d] %.7g, want %.7g", k, dx[k], want[k]);
+    /* Without dlogits (evaluation) the loss is the plain one: ln 3 + ln 2. */
+    sum = 0;
+    run(&l, x, y, 1.0f, NULL, NULL, &sum, &correct);
+    assert_true(fabs(sum - (log(3.0) + log(2.0))) < TOL);
+    loss_release(&l);
+}
+
+/* The smoothed mean loss of the batch (a dlogits buffer makes it the training loss). */
+static double mean_smoothed_loss(struct loss *l, const float *x, const int32_t *y)
+{
+    float scratch[B * C];
+    double sum = 0.0;
+    long correct = 0;
+    run(l, x, y, 1.0f, NULL, scratch, &sum, &correct);
+    return sum / B;
+}
+
+static void test_label_smoothing_finite_differences(void **state)
+{
+    (void)state;
+    struct loss l;
+    struct error err = {0};
+    float x[B * C], dx[B * C];
+    const int32_t y[B] = {2, 0, 4, 4};
+    const float h = 1e-2f;
+    double sum = 0.0, p[C];
+    long correct = 0;
+    fill_logits(x, B * C, 4242);
+    assert_int_equal(loss_init(&l, B, C, &dnn, &err), ERR_OK);
+    l.smoothing = 0.1f;
+    run(&l, x, y, 1.0f / B, NULL, dx, &sum, &correct);
+    /* The reference: -sum_j y_j log p_j per row, in double. */
+    double want = 0.0;
+    for (int i = 0; i < B; i++) {
+        ref_row(x + i * C, C, y[i], p);
+        for (int j = 0; j < C; j++)
+            want -= ((j == y[i] ? 0.9 : 0.0) + 0.1 / C) * log(p[j]);
+    }
+    assert_true(fabs(sum - want) < TOL * want);
+    for (int k = 0; k < B * C; k++) {
+        float keep = x[k];
+        x[k] = keep + h;
+        double up = mean_smoothed_loss(&l, x, y);
+        x[k] = keep - h;
+        double down = mean_smoothed_loss(&l, x, y);
+        x[k] = keep;
+        double fd = (up - down) / (2.0 * h);
+        if (fabs(fd - dx[k]) > 1e-3)
+            fail_msg("logit %d: analytic %.6g, finite differences %.6g", k, dx[k], fd);
+    }
+    loss_release(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +338,8 @@ int main(void)
         cmocka_unit_test(test_probs_only),
         cmocka_unit_test(test_new_buffer_each_call),
         cmocka_unit_test(test_bad_label),
+        cmocka_unit_test(test_label_smoothing_by_hand),
+        cmocka_unit_test(test_label_smoothing_finite_differences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -290,6 +290,87 @@ static void test_comments_blank_lines_whitespace(void **state)
 #define IN "Input(shape=(28, 28, 1))\n"
 #define TAIL "Flatten()\nDense(10, activation='softmax')\n"
 
+/* kernel_regularizer in Keras's spellings; the canonical text writes it back only when it is set. */
+static void test_kernel_regularizer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *call;
+        double l1, l2;
+        const char *canonical;
+    } cases[] = {
+        {"l2(1e-4)", 0, 1e-4, "l2(0.0001)"},
+        {"l2(l2=0.0005)", 0, 0.0005, "l2(0.0005)"},
+        {"l2(l=3e-4)", 0, 3e-4, "l2(0.0003)"},
+        {"l2()", 0, 0.01, "l2(0.01)"},
+        {"l1(0.25)", 0.25, 0, "l1(0.25)"},
+        {"L1(l1=2)", 2, 0, "l1(2)"},
+        {"regularizers.l2(1e-4)", 0, 1e-4, "l2(0.0001)"},
+        {"keras.regularizers.L2(9.999999747378752e-05)", 0, 9.999999747378752e-05, "l2(9.999999747378752e-05)"},
+        {"tf.keras.regularizers.l1_l2(l1=1e-5, l2=1e-4)", 1e-5, 1e-4, "l1_l2(l1=1e-05, l2=0.0001)"},
+        {"l1_l2(l1=0, l2=0.5)", 0, 0.5, "l2(0.5)"},
+        {"L1L2(0.125, 0.5)", 0.125, 0.5, "l1_l2(l1=0.125, l2=0.5)"},
+        {"L1L2(l2=0.5)", 0, 0.5, "l2(0.5)"},
+        {"L1L2()", 0, 0, NULL},
+        {"None", 0, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], want[512];
+        snprintf(text, sizeof text,
+                 IN "Conv2D(4, 2, kernel_regularizer=%s)\nFlatten()\n"
+                    "Dense( 10,activation='softmax', kernel_regularizer = %s )\n",
+                 cases[i].call, cases[i].call);
+        parse_ok(&m1, text);
+        const struct regularizer *c = &m1.layers[1].u.conv.kernel_reg, *d = &m1.layers[3].u.dense.kernel_reg;
+        if (c->l1 != cases[i].l1 || c->l2 != cases[i].l2 || d->l1 != cases[i].l1 || d->l2 != cases[i].l2)
+            fail_msg("%s: conv (%g, %g) dense (%g, %g), want (%g, %g)", cases[i].call, c->l1, c->l2, d->l1, d->l2,
+                     cases[i].l1, cases[i].l2);
+        if (cases[i].canonical) {
+            snprintf(want, sizeof want,
+                     "Input(shape=(28, 28, 1))\n"
+                     "Conv2D(filters=4, kernel_size=(2, 2), strides=(1, 1), padding='valid', activation='linear', "
+                     "use_bias=True, kernel_regularizer=%s)\nFlatten()\n"
+                     "Dense(units=10, activation='softmax', use_bias=True, kernel_regularizer=%s)\n",
+                     cases[i].canonical, cases[i].canonical);
+        } else {
+            snprintf(want, sizeof want,
+                     "Input(shape=(28, 28, 1))\n"
+                     "Conv2D(filters=4, kernel_size=(2, 2), strides=(1, 1), padding='valid', activation='linear', "
+                     "use_bias=True)\nFlatten()\nDense(units=10, activation='softmax', use_bias=True)\n");
+        }
+        assert_string_equal(m1.text, want);
+        round_trip(text);
+    }
+    /* The printed value reads back as the same double, whatever its digits. */
+    round_trip(IN "Conv2D(4, 2, kernel_regularizer=l1_l2(l1=0.1, l2=0.30000000000000004))\n" TAIL);
+    assert_true(m2.layers[1].u.conv.kernel_reg.l2 == 0.30000000000000004);
+
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l3(1e-4))\n" TAIL, "model.txt:2:14:", "unknown regularizer 'l3'");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=torch.l2(1e-4))\n" TAIL, "model.txt:2:14:",
+                "unknown regularizer 'torch.l2'");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(-1e-4))\n" TAIL, "model.txt:2:36:",
+                "must be a finite number >= 0");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(l1=1e-4))\n" TAIL, "model.txt:2:36:", "unknown argument 'l1'");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(1e-4, 2e-4))\n" TAIL, "model.txt:2:42:",
+                "too many positional arguments");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l1_l2(l1=1e-4))\n" TAIL, "model.txt:2:14:",
+                "give both l1= and l2=");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=L1L2(1e-4, l1=1e-4))\n" TAIL, "model.txt:2:44:", "given twice");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2('a'))\n" TAIL, "model.txt:2:36:", "expected a number");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(l2=1e-4, 3))\n" TAIL, "model.txt:2:45:",
+                "positional argument follows keyword argument");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(1e-4)\n" TAIL, "model.txt:2:41:", "expected ')'");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=l2(1e-4 2))\n" TAIL, "model.txt:2:41:", "expected ',' or ')'");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer='l2')\n" TAIL, "model.txt:2:14:", "must be a regularizer");
+    parse_fails(IN "Conv2D(4, 2, kernel_regularizer=0.01)\n" TAIL, "model.txt:2:14:", "must be a regularizer");
+    /* A call is a value for kernel_regularizer only. */
+    parse_fails(IN "Conv2D(4, 2, padding=l2(1))\n" TAIL, "model.txt:2:14:", "'padding' must be one of");
+    parse_fails(IN "Conv2D(4, 2, bias_regularizer=l2(1e-4))\n" TAIL, "model.txt:2:14:",
+                "unknown argument 'bias_regularizer'");
+    parse_fails(IN "Dropout(0.5, kernel_regularizer=l2(1e-4))\n" TAIL, "model.txt:2:14:",
+                "unknown argument 'kernel_regularizer'");
+}
+
 static void test_error_unknown_layer(void **state)
 {
     (void)state;
@@ -502,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_fashion_shapes),
         cmocka_unit_test(test_gap_shapes),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_kernel_regularizer),
         cmocka_unit_test(test_positional_and_keyword),
         cmocka_unit_test(test_comments_blank_lines_whitespace),
         cmocka_unit_test(test_error_unknown_layer),

@@ -76,7 +76,10 @@ static void test_names(void **state)
     assert_int_equal(optim_kind_from_name("RMSprop"), OPTIM_RMSPROP);
     assert_int_equal(optim_kind_from_name("Adam"), OPTIM_ADAM);
     assert_int_equal(optim_kind_from_name("adagrad"), -1);
-    assert_int_equal(optim_kind_from_name("adamw"), -1);
+    assert_int_equal(optim_kind_from_name("adamw"), OPTIM_ADAMW);
+    assert_int_equal(optim_kind_from_name("AdamW"), OPTIM_ADAMW);
+    assert_int_equal(optim_kind_from_name("LARS"), OPTIM_LARS);
+    assert_int_equal(optim_kind_from_name("adamx"), -1);
     assert_int_equal(optim_kind_from_name("ada"), -1);
     assert_int_equal(optim_kind_from_name(""), -1);
     assert_int_equal(optim_kind_from_name(NULL), -1);

@@ -45,6 +45,10 @@ struct checkpoint_state {
      * names its classes wherever it goes; read back with checkpoint_read_class_names. NULL/0: none. */
     const char *const *class_names;
     int n_class_names;
+    /* Recipes (issue 14): micro-batches per optimizer step (1: none) and the label smoothing of the loss;
+     * absent from older checkpoints: 1 and 0. */
+    int64_t accumulate;
+    double label_smoothing;
 };
 
 /* Writes path atomically: PATH.tmp.<pid> in the same directory, flushed, fsynced, renamed over path (and

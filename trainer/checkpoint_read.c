@@ -433,6 +433,12 @@ fail:
 
 /* ---- the training state --------------------------------------------------------------------------------- */
 
+/* An attribute a newer writer adds: *out keeps its value when absent; -1 when present but not a number. */
+static int get_optional(hid_t obj, const char *name, hid_t mtype, void *out)
+{
+    return H5Aexists(obj, name) > 0 ? get_scalar(obj, name, mtype, out) : 0;
+}
+
 /* The optimizer and its hyper-parameters as written by write_optimizer; Keras defaults for what a kind
  * does not store. */
 static int read_optim_conf(hid_t g, struct optim_conf *c, const char *path, struct error *err)
@@ -450,11 +456,19 @@ static int read_optim_conf(hid_t g, struct optim_conf *c, const char *path, stru
               get_scalar(g, "nesterov", H5T_NATIVE_INT32, &nesterov);
     if (kind == OPTIM_RMSPROP)
         bad = bad || get_scalar(g, "rho", H5T_NATIVE_DOUBLE, &c->rho);
-    if (kind == OPTIM_ADAM)
+    if (kind == OPTIM_ADAM || kind == OPTIM_ADAMW)
         bad = bad || get_scalar(g, "beta_1", H5T_NATIVE_DOUBLE, &c->beta1) ||
               get_scalar(g, "beta_2", H5T_NATIVE_DOUBLE, &c->beta2);
-    if (kind != OPTIM_SGD)
+    if (kind == OPTIM_LARS)
+        bad = bad || get_scalar(g, "momentum", H5T_NATIVE_DOUBLE, &c->momentum) ||
+              get_scalar(g, "lars_eta", H5T_NATIVE_DOUBLE, &c->lars_eta);
+    if (kind != OPTIM_SGD && kind != OPTIM_LARS)
         bad = bad || get_scalar(g, "epsilon", H5T_NATIVE_DOUBLE, &c->eps);
+    /* The recipe (issue 14): absent from older files, which had none of it. */
+    c->weight_decay = 0;
+    bad = bad || get_optional(g, "weight_decay", H5T_NATIVE_DOUBLE, &c->weight_decay) ||
+          get_optional(g, "clipnorm", H5T_NATIVE_DOUBLE, &c->clipnorm) ||
+          get_optional(g, "global_clipnorm", H5T_NATIVE_DOUBLE, &c->global_clipnorm);
     c->nesterov = nesterov != 0;
     if (bad)
         return error_set(err, ERR_INPUT, "%s: /trainer: the %s hyper-parameters are missing or not numbers", path,
@@ -568,6 +582,13 @@ static int read_state(hid_t g, struct checkpoint_state *st, const char *path, st
     if (get_scalar(g, "world_size", H5T_NATIVE_INT64, &world) || world < 1 || world > 1 << 24)
         return error_set(err, ERR_INPUT, "%s: /trainer/world_size is missing or invalid", path);
     st->world_size = (int)world;
+    st->accumulate = 1;
+    st->label_smoothing = 0;
+    if (get_optional(g, "accumulate", H5T_NATIVE_INT64, &st->accumulate) ||
+        get_optional(g, "label_smoothing", H5T_NATIVE_DOUBLE, &st->label_smoothing) || st->accumulate < 1 ||
+        st->accumulate > 65536 || !(st->label_smoothing >= 0 && st->label_smoothing <= 1))
+        return error_set(err, ERR_INPUT, "%s: /trainer: accumulate or label_smoothing is invalid (damaged file)",
+                         path);
     int rc = read_optim_conf(g, &st->optim, path, err);
     return rc ? rc : read_schedule(g, st, path, err);
 }

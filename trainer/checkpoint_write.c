@@ -164,9 +164,9 @@ static hid_t new_group(struct writer *w, hid_t parent, const char *name)
 
 /* Keras 2 get_config() of the optimizer, in Keras's key order; lr etc. with 15 digits (0.001, not
  * 0.0010000000000000000208): informative for Keras, the exact values are in /trainer. */
-static char *training_config(const struct optim_conf *c)
+static char *training_config(const struct optim_conf *c, double label_smoothing, int64_t accumulate)
 {
-    json_t *oc = NULL;
+    json_t *oc = NULL, *loss;
     switch (c->kind) {
     case OPTIM_SGD:
         oc = json_pack("{s:s, s:{s:f, s:f, s:f, s:b}}", "class_name", "SGD", "config", "lr", c->lr, "momentum",
@@ -180,10 +180,39 @@ static char *training_config(const struct optim_conf *c)
         oc = json_pack("{s:s, s:{s:f, s:f, s:f, s:f, s:f, s:b}}", "class_name", "Adam", "config", "lr", c->lr,
                        "beta_1", c->beta1, "beta_2", c->beta2, "decay", 0.0, "epsilon", c->eps, "amsgrad", 0);
         break;
+    case OPTIM_ADAMW:
+        /* Keras 3's (and tf.keras 2.11+'s) AdamW. */
+        oc = json_pack("{s:s, s:{s:s, s:f, s:f, s:f, s:f, s:f, s:b}}", "class_name", "AdamW", "config", "name",
+                       "AdamW", "learning_rate", c->lr, "weight_decay", c->weight_decay, "beta_1", c->beta1,
+                       "beta_2", c->beta2, "epsilon", c->eps, "amsgrad", 0);
+        break;
+    case OPTIM_LARS:
+        /* No Keras class: the TensorFlow Model Garden's LARS names. */
+        oc = json_pack("{s:s, s:{s:s, s:f, s:f, s:f, s:f, s:b}}", "class_name", "LARS", "config", "name", "LARS",
+                       "learning_rate", c->lr, "momentum", c->momentum, "weight_decay_rate", c->weight_decay,
+                       "eeta", c->lars_eta, "nesterov", 0);
+        break;
     }
-    json_t *root = json_pack("{s:o, s:s, s:[s], s:n, s:n}", "optimizer_config", oc, "loss",
-                             "categorical_crossentropy", "metrics", "accuracy", "sample_weight_mode",
-                             "loss_weights");
+    /* Keras's optimizers write clipnorm and global_clipnorm only when set; a decay elsewhere than AdamW and
+     * LARS is Keras 3's weight_decay. */
+    json_t *ocfg = json_object_get(oc, "config");
+    if (ocfg && c->clipnorm > 0)
+        json_object_set_new(ocfg, "clipnorm", json_real(c->clipnorm));
+    if (ocfg && c->global_clipnorm > 0)
+        json_object_set_new(ocfg, "global_clipnorm", json_real(c->global_clipnorm));
+    if (ocfg && c->weight_decay > 0 && c->kind != OPTIM_ADAMW && c->kind != OPTIM_LARS)
+        json_object_set_new(ocfg, "weight_decay", json_real(c->weight_decay));
+    if (ocfg && accumulate > 1)
+        json_object_set_new(ocfg, "gradient_accumulation_steps", json_integer((json_int_t)accumulate));
+    /* Keras 2's string unless smoothed: then tf.keras's CategoricalCrossentropy with its label_smoothing. */
+    if (label_smoothing > 0)
+        loss = json_pack("{s:s, s:{s:s, s:s, s:b, s:f}}", "class_name", "CategoricalCrossentropy", "config",
+                         "reduction", "auto", "name", "categorical_crossentropy", "from_logits", 0, "label_smoothing",
+                         label_smoothing);
+    else
+        loss = json_string("categorical_crossentropy");
+    json_t *root = json_pack("{s:o, s:o, s:[s], s:n, s:n}", "optimizer_config", oc, "loss", loss, "metrics",
+                             "accuracy", "sample_weight_mode", "loss_weights");
     char *out = root ? json_dumps(root, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(root);
     return out;
@@ -191,10 +220,11 @@ static char *training_config(const struct optim_conf *c)
 
 /* Root attributes: what Keras's load_model reads first. training_config only with an optimizer: Keras
  * treats a file without it as an uncompiled model. */
-static int write_root(struct writer *w, const struct model *m, const struct optim *opt)
+static int write_root(struct writer *w, const struct model *m, const struct optim *opt,
+                      const struct checkpoint_state *st)
 {
     char *config = keras_config_from_model(m);
-    char *training = opt ? training_config(&opt->conf) : NULL;
+    char *training = opt ? training_config(&opt->conf, st ? st->label_smoothing : 0, st ? st->accumulate : 1) : NULL;
     int rc = -1;
     if (!config || (opt && !training)) {
         snprintf(w->why, sizeof w->why, "cannot describe the model as Keras JSON (out of memory?)");
@@ -277,10 +307,16 @@ static int write_optimizer(struct writer *w, hid_t g, const struct optim *opt)
         bad = put_f64(w, g, "momentum", c->momentum) || put_i32(w, g, "nesterov", c->nesterov);
     if (!bad && c->kind == OPTIM_RMSPROP)
         bad = put_f64(w, g, "rho", c->rho);
-    if (!bad && c->kind == OPTIM_ADAM)
+    if (!bad && (c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW))
         bad = put_f64(w, g, "beta_1", c->beta1) || put_f64(w, g, "beta_2", c->beta2);
-    if (!bad && c->kind != OPTIM_SGD)
+    if (!bad && c->kind == OPTIM_LARS)
+        bad = put_f64(w, g, "momentum", c->momentum) || put_f64(w, g, "lars_eta", c->lars_eta);
+    if (!bad && c->kind != OPTIM_SGD && c->kind != OPTIM_LARS)
         bad = put_f64(w, g, "epsilon", c->eps);
+    /* The recipe (issue 14); readers of older files take 0 for each. */
+    if (!bad)
+        bad = put_f64(w, g, "weight_decay", c->weight_decay) || put_f64(w, g, "clipnorm", c->clipnorm) ||
+              put_f64(w, g, "global_clipnorm", c->global_clipnorm);
     if (!bad)
         bad = put_i64(w, g, "iterations", opt->iterations) || put_floats(w, g, "optimizer_slots", 2, dims, opt->slots);
     return bad ? -1 : 0;
@@ -297,6 +333,10 @@ static int write_state(struct writer *w, hid_t g, const struct checkpoint_state 
               put_f64(w, g, "epoch_loss_sum", st->epoch_loss_sum) ||
               put_f64(w, g, "epoch_correct", st->epoch_correct) || put_i64(w, g, "epoch_seen", st->epoch_seen) ||
               put_f64(w, g, "epoch_wall_s", st->epoch_wall_s);
+    /* The recipe (issue 14). */
+    if (!bad)
+        bad = put_i64(w, g, "accumulate", st->accumulate < 1 ? 1 : st->accumulate) ||
+              put_f64(w, g, "label_smoothing", st->label_smoothing);
     return bad ? -1 : 0;
 }
 
@@ -353,7 +393,7 @@ static int write_trainer(struct writer *w, const struct net *net, const struct o
 static int build(struct writer *w, const struct net *net, const struct optim *opt,
                  const struct checkpoint_state *st)
 {
-    if (write_root(w, &net->model, opt) || write_weights(w, net) || write_trainer(w, net, opt, st))
+    if (write_root(w, &net->model, opt, st) || write_weights(w, net) || write_trainer(w, net, opt, st))
         return -1;
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "feed.h"
 #include "net.h"
 #include "optim.h"
+#include "step.h"
 #include "rng.h"
 
 static const char usage_text[] =
@@ -82,6 +83,8 @@ struct bench {
     struct feed *feed;
     struct net_timing timing;
     struct step_parts parts;
+    struct step step;       /* the training step (step.c) */
+    int64_t k;              /* the step being run */
 };
 
 static int take_opt(int c, struct bench_opts *o)
@@ -219,7 +222,8 @@ static int setup(struct bench *b, struct error *err)
         b->net->sum = dist_step_sum;
     optim_defaults(&oc, OPTIM_RMSPROP);
     if ((rc = optim_init(&b->opt, &oc, b->net->n_params, err)) ||
-        (rc = model_mark_moving(&b->model, &b->opt, err)))
+        (rc = model_mark_moving(&b->model, &b->opt, err)) || (rc = step_mark_tensors(&b->model, &b->opt, err)) ||
+        (rc = step_init(&b->step, b->net, &b->opt, "bench", 1, err)))
         return rc;
     b->lo = b->o.batch * rank / size;
     b->hi = b->o.batch * (rank + 1) / size;
@@ -233,6 +237,7 @@ static void teardown(struct bench *b)
         dataset_close(&b->ds);
     if (b->net)
         exchange_detach(b->net, &b->opt);
+    step_release(&b->step);
     net_destroy(b->net);
     optim_release(&b->opt);
     free(b->images);
@@ -260,47 +265,33 @@ static int get_batch(struct bench *b, int64_t step, struct feed_batch *fb, struc
     return rc;
 }
 
-/* One training step as train_loop runs it: this rank's gradient, the exchange of gradients and statistics
- * (exchange.h: reduce-scatter, finiteness, the update of this rank's shard, all-gather). Adds its parts to b->parts when `timed`. */
+/* step_take_fn: the bench's share of its current step (one micro-batch per step). */
+static int take_share(void *arg, int micro, struct feed_batch *fb, struct error *err)
+{
+    struct bench *b = arg;
+    (void)micro;
+    return get_batch(b, b->k, fb, err);
+}
+
+/* One training step as train_loop runs it (step.c: this rank's gradient, the exchange of gradients and
+ * statistics, finiteness, the update of this rank's shard, all-gather). Adds its parts to b->parts when
+ * `timed`. */
 static int step(struct bench *b, int64_t k, int timed, struct error *err)
 {
-    struct net *net = b->net;
-    float *tail = net->grads + net->n_params;
-    struct feed_batch fb;
+    struct step_in in = {1, b->o.batch, 1, (uint64_t)k, NULL, take_share, b,
+                         b->feed ? (uint64_t)(k / b->steps_per_epoch) : 0};
+    struct step_out out;
     double t0 = dist_wtime();
-    int rc = get_batch(b, k, &fb, err);
-    double t1 = dist_wtime();
-    struct net_stats st = {0, 0};
-    struct net_batch nb = {fb.n, fb.images, fb.labels, fb.ids,
-                           b->feed ? (uint64_t)(k / b->steps_per_epoch) : 0};
-    if (rc == ERR_OK && fb.n > 0) {
-        rc = net_train_batch(net, &nb, (int)b->o.batch, 1, (uint64_t)k, &st, err);
-    } else {
-        struct error ignored = {0};
-        net_train_skip(net, &ignored); /* the other ranks' BatchNormalization sums (net.h) */
-    }
-    if (fb.n == 0 || rc != ERR_OK)
-        memset(net->grads, 0, sizeof(float) * net->n_params);
-    memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
-    tail[TAIL_LOSS] = (float)st.loss_sum;
-    tail[TAIL_ERROR] = rc != ERR_OK;
-    double t2 = dist_wtime();
-    struct exchange x;
-    exchange_gradients(net, &x);
-    double t3 = dist_wtime();
-    if (tail[TAIL_ERROR] != 0)
-        return cli_agree(rc, err);
-    if (tail[TAIL_NONFINITE] != 0)
-        return cli_agree(error_set(err, ERR_DIVERGED, "bench: the gradient is not finite at step %lld",
-                                   (long long)k), err);
-    double gather = exchange_update(net, &b->opt, &x);
-    double t4 = dist_wtime();
+    b->k = k;
+    int rc = step_run(&b->step, &in, &out, err);
+    if (rc)
+        return rc;
     if (timed) {
-        b->parts.data += t1 - t0;
-        b->parts.compute += t2 - t1;
-        b->parts.allreduce += (t3 - t2) + gather;
-        b->parts.update += (t4 - t3) - gather;
-        b->parts.total += t4 - t0;
+        b->parts.data += out.t_data;
+        b->parts.compute += out.t_compute;
+        b->parts.allreduce += out.t_exchange;
+        b->parts.update += out.t_update;
+        b->parts.total += dist_wtime() - t0;
     }
     return ERR_OK;
 }

@@ -185,7 +185,7 @@ static void print_schedule(const struct checkpoint_state *st)
 
 static void print_state(const struct checkpoint_state *st)
 {
-    char a[32], b[32], opt[160];
+    char a[32], b[32], opt[256];
     printf("Optimizer:  %s\n", summary_optimizer(opt, sizeof opt, &st->optim));
     printf("Trained:    %lld epoch%s", (long long)st->epoch, st->epoch == 1 ? "" : "s");
     if (st->epoch_step)
@@ -197,6 +197,15 @@ static void print_state(const struct checkpoint_state *st)
            st->world_size == 1 ? "" : "s", st->world_size);
     if (isfinite(st->best_val_loss))
         printf("Best:       val_loss %.4f\n", st->best_val_loss);
+    if (st->accumulate > 1 || st->label_smoothing > 0) {
+        printf("Recipe:    ");
+        if (st->accumulate > 1)
+            printf(" --accumulate %lld (optimizer steps of %lld samples)", (long long)st->accumulate,
+                   (long long)(st->accumulate * st->global_batch));
+        if (st->label_smoothing > 0)
+            printf(" --label-smoothing %g", st->label_smoothing);
+        putchar('\n');
+    }
     print_schedule(st);
 }
 

@@ -30,7 +30,7 @@ static const char usage_text[] =
     "  --batch-size B          GLOBAL batch, split across ranks (default 32)\n"
     "  --optimizer O           sgd | rmsprop | adam (default rmsprop)\n"
     "  --lr X                  learning rate (default: sgd 0.01, rmsprop 0.001, adam 0.001)\n"
-    "  --momentum X            SGD momentum (default 0)\n"
+    "  --momentum X            SGD and LARS momentum (default: sgd 0, lars 0.9)\n"
     "  --nesterov              SGD with Nesterov momentum\n"
     "  --seed S                seed for init, shuffle and dropout (default 1)\n"
     "  --checkpoint F          write a checkpoint (Keras HDF5) at every epoch end and when training stops\n"
@@ -43,6 +43,15 @@ static const char usage_text[] =
     "  --metrics F             append one CSV row per epoch\n"
     "  --threads T             threads per rank (default: cores / ranks on the node)\n"
     "  --max-steps S           stop after S optimizer steps in all, counted from the start\n"
+    "  --optimizer adamw|lars  also: Keras 3's AdamW (decoupled weight decay), LARS (You et al. 2017)\n"
+    "  --weight-decay X        decoupled weight decay p -= lr*X*p (default: adamw 0.004, others 0);\n"
+    "                          lars: its decay of the kernels\n"
+    "  --lars-eta X            LARS trust coefficient (default 0.001)\n"
+    "  --clipnorm X            clip each gradient tensor to norm X (Keras clipnorm)\n"
+    "  --global-clipnorm X     clip the whole gradient to norm X (Keras global_clipnorm)\n"
+    "  --label-smoothing X     Keras CategoricalCrossentropy(label_smoothing=X), training loss only\n"
+    "  --accumulate K          K micro-batches of --batch-size per optimizer step (Keras 3\n"
+    "                          gradient_accumulation_steps); steps and --max-steps count optimizer steps\n"
     "  --quiet                 no summary, progress bar or epoch lines\n"
     "  --lr-schedule S         constant | cosine | step | exponential, per optimizer step (default constant)\n"
     "  --min-lr X              cosine: the last step's lr (default 0; Keras CosineDecay alpha = X / lr)\n"
@@ -65,6 +74,7 @@ static const char usage_text[] =
 enum { OPT_MODEL = 256, OPT_DATA, OPT_VAL, OPT_VAL_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR,
        OPT_MOMENTUM, OPT_NESTEROV, OPT_SEED, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_SAVE_BEST, OPT_RESUME,
        OPT_INIT_WEIGHTS, OPT_METRICS, OPT_THREADS, OPT_MAX_STEPS, OPT_QUIET };
+enum { OPT_WEIGHT_DECAY = 400, OPT_LARS_ETA, OPT_CLIPNORM, OPT_GLOBAL_CLIPNORM, OPT_LABEL_SMOOTHING, OPT_ACCUMULATE };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
@@ -94,9 +104,71 @@ static const struct option long_opts[] = {
     {"decay-rate", required_argument, 0, OPT_DECAY_RATE},
     {"warmup-epochs", required_argument, 0, OPT_WARMUP_EPOCHS},
     {"callback", required_argument, 0, OPT_CALLBACK},
+    {"weight-decay", required_argument, 0, OPT_WEIGHT_DECAY},
+    {"lars-eta", required_argument, 0, OPT_LARS_ETA},
+    {"clipnorm", required_argument, 0, OPT_CLIPNORM},
+    {"global-clipnorm", required_argument, 0, OPT_GLOBAL_CLIPNORM},
+    {"label-smoothing", required_argument, 0, OPT_LABEL_SMOOTHING},
+    {"accumulate", required_argument, 0, OPT_ACCUMULATE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
+
+/* A number > 0 (and finite) for option `opt`. */
+static int positive(const char *opt, double *out)
+{
+    int rc = cli_double("train", opt, optarg, 0, 1e300, out);
+    if (rc == 0 && !(*out > 0))
+        rc = cli_usage("train", "%s: '%s' is not a number > 0", opt, optarg);
+    return rc;
+}
+
+/* A recipe option (issue 14) into o; the optimizer's values go to o->optim and survive optim_defaults
+ * (recipe_conf). */
+static int take_recipe_opt(int c, struct train_opts *o)
+{
+    struct optim_conf *q = &o->optim;
+    switch (c) {
+    case OPT_WEIGHT_DECAY:
+        o->set_weight_decay = 1;
+        return cli_double("train", "--weight-decay", optarg, 0, 1e6, &q->weight_decay);
+    case OPT_LARS_ETA:
+        o->set_lars_eta = 1;
+        return positive("--lars-eta", &q->lars_eta);
+    case OPT_CLIPNORM:
+        o->set_clipnorm = 1;
+        return positive("--clipnorm", &q->clipnorm);
+    case OPT_GLOBAL_CLIPNORM:
+        o->set_global_clipnorm = 1;
+        return positive("--global-clipnorm", &q->global_clipnorm);
+    case OPT_LABEL_SMOOTHING:
+        o->set_label_smoothing = 1;
+        return cli_double("train", "--label-smoothing", optarg, 0, 1, &o->label_smoothing);
+    case OPT_ACCUMULATE:
+        o->set_accumulate = 1;
+        return cli_long("train", "--accumulate", optarg, 1, 65536, &o->accumulate);
+    default: return ERR_USAGE;
+    }
+}
+
+/* After optim_defaults(&o->optim): the recipe values the command line gave, on top of the kind's defaults;
+ * ERR_USAGE for a combination the optimizer does not take. */
+static int recipe_conf(struct train_opts *o, const struct optim_conf *given)
+{
+    struct optim_conf *q = &o->optim;
+    if (o->set_weight_decay)
+        q->weight_decay = given->weight_decay;
+    /* Resumed without --optimizer: the checkpoint's optimizer decides (resume_recipe). */
+    if (o->set_lars_eta && q->kind != OPTIM_LARS && !(o->resume && !o->set_optimizer))
+        return cli_usage("train", "--lars-eta applies to --optimizer lars only");
+    if (o->set_lars_eta)
+        q->lars_eta = given->lars_eta;
+    if (o->set_clipnorm && o->set_global_clipnorm)
+        return cli_usage("train", "--clipnorm and --global-clipnorm exclude each other (as in Keras)");
+    q->clipnorm = given->clipnorm;
+    q->global_clipnorm = given->global_clipnorm;
+    return 0;
+}
 
 /* One option into o; returns 0, -1 for --help, or ERR_USAGE. */
 static int take_opt(int c, struct train_opts *o, const char **optimizer, double *lr, double *momentum)
@@ -127,6 +199,13 @@ static int take_opt(int c, struct train_opts *o, const char **optimizer, double 
         if (cli_is_root())
             fputs(usage_text, stdout);
         return -1;
+    /* The recipe options (optimizer side) and the schedule's and callbacks' (train_sched.c), each in its own table. */
+    case OPT_WEIGHT_DECAY:
+    case OPT_LARS_ETA:
+    case OPT_CLIPNORM:
+    case OPT_GLOBAL_CLIPNORM:
+    case OPT_LABEL_SMOOTHING:
+    case OPT_ACCUMULATE: return take_recipe_opt(c, o);
     default: return train_sched_take_opt(c, optarg, o);
     }
 }
@@ -146,6 +225,8 @@ static int check_opts(struct train_opts *o)
         o->checkpoint = o->resume;
     if ((o->checkpoint_every || o->save_best) && !o->checkpoint)
         return cli_usage("train", "--checkpoint-every and --save-best need --checkpoint");
+    if (o->batch * o->accumulate > (1L << 30))
+        return cli_usage("train", "--batch-size x --accumulate must be at most 2^30 samples per step");
     if (o->save_best && !o->val && o->val_split <= 0)
         return cli_usage("train", "--save-best needs validation data (--val or --val-split)");
     return 0;
@@ -162,6 +243,7 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
     o->batch = 32;
     o->seed = 1;
     sched_defaults(&o->sched);
+    o->accumulate = 1;
     while (rc == 0 && (c = cli_getopt("train", argc, argv, "h", long_opts)) != -1)
         rc = take_opt(c, o, &optimizer, &lr, &momentum);
     if (rc)
@@ -170,12 +252,18 @@ static int parse_opts(int argc, char **argv, struct train_opts *o)
         return cli_usage("train", "unexpected argument '%s'", argv[optind]);
     int kind = optim_kind_from_name(optimizer);
     if (kind < 0)
-        return cli_usage("train", "--optimizer: unknown optimizer '%s' (sgd, rmsprop or adam)", optimizer);
+        return cli_usage("train", "--optimizer: unknown optimizer '%s' (sgd, rmsprop, adam, adamw or lars)",
+                         optimizer);
+    struct optim_conf given = o->optim;
     optim_defaults(&o->optim, kind);
+    if ((rc = recipe_conf(o, &given)))
+        return rc;
     if (lr >= 0)
         o->optim.lr = lr;
-    if ((o->set_momentum || o->set_nesterov) && kind != OPTIM_SGD)
-        return cli_usage("train", "--momentum and --nesterov apply to --optimizer sgd only");
+    if (o->set_momentum && kind != OPTIM_SGD && kind != OPTIM_LARS)
+        return cli_usage("train", "--momentum applies to --optimizer sgd and lars only");
+    if (o->set_nesterov && kind != OPTIM_SGD)
+        return cli_usage("train", "--nesterov applies to --optimizer sgd only");
     if (momentum >= 0)
         o->optim.momentum = momentum;
     o->optim.nesterov = o->set_nesterov;
@@ -218,6 +306,37 @@ static int load_model(struct run *r, struct error *err)
     return rc;
 }
 
+/* A recipe option that differs from the resumed run's: "C.h5: trained with --OPT A; resume it with that
+ * value (or leave the option out)". ERR_USAGE. */
+static int recipe_conflict(const char *path, const char *opt, double was, double given, struct error *err)
+{
+    return error_set(err, ERR_USAGE,
+                     "%s: trained with %s %.15g, not %.15g: a resumed run keeps its recipe (leave %s out)", path, opt,
+                     was, given, opt);
+}
+
+/* With --resume: the recipe options (issue 14) may be repeated but not changed; the run continues with the
+ * checkpoint's. */
+static int resume_recipe(struct run *r, struct error *err)
+{
+    const struct train_opts *o = &r->o;
+    const struct checkpoint_state *at = &r->at;
+    const struct optim_conf *was = &at->optim, *given = &o->optim;
+    if (o->set_weight_decay && given->weight_decay != was->weight_decay)
+        return recipe_conflict(o->resume, "--weight-decay", was->weight_decay, given->weight_decay, err);
+    if (o->set_lars_eta && given->lars_eta != was->lars_eta)
+        return recipe_conflict(o->resume, "--lars-eta", was->lars_eta, given->lars_eta, err);
+    if (o->set_clipnorm && given->clipnorm != was->clipnorm)
+        return recipe_conflict(o->resume, "--clipnorm", was->clipnorm, given->clipnorm, err);
+    if (o->set_global_clipnorm && given->global_clipnorm != was->global_clipnorm)
+        return recipe_conflict(o->resume, "--global-clipnorm", was->global_clipnorm, given->global_clipnorm, err);
+    if (o->set_label_smoothing && o->label_smoothing != at->label_smoothing)
+        return recipe_conflict(o->resume, "--label-smoothing", at->label_smoothing, o->label_smoothing, err);
+    if (o->set_accumulate && o->accumulate != at->accumulate)
+        return recipe_conflict(o->resume, "--accumulate", (double)at->accumulate, (double)o->accumulate, err);
+    return ERR_OK;
+}
+
 /* With --resume: batch size, seed and optimizer as the checkpoint was trained, unless the command line
  * says otherwise where that is allowed (learning rate and momentum may change; the rest would break the
  * run's meaning). */
@@ -237,6 +356,8 @@ static int resume_settings(struct run *r, struct error *err)
     if (o->set_optimizer && o->optim.kind != at->optim.kind)
         return error_set(err, ERR_INPUT, "%s: trained with optimizer %s; resume it with that optimizer",
                          o->resume, optim_kind_name(at->optim.kind));
+    if ((rc = resume_recipe(r, err)))
+        return rc;
     struct optim_conf c = at->optim;
     if (o->set_lr)
         c.lr = o->optim.lr;
@@ -247,6 +368,8 @@ static int resume_settings(struct run *r, struct error *err)
     o->optim = c;
     o->batch = at->global_batch;
     o->seed = (long)at->seed;
+    o->accumulate = at->accumulate;
+    o->label_smoothing = at->label_smoothing;
     return train_sched_resume(r, err);
 }
 
@@ -290,8 +413,14 @@ static int setup_net(struct run *r, struct error *err)
     if (dist_size() > 1)
         r->net->sum = dist_step_sum;
     if ((rc = optim_init(&r->opt, &o->optim, r->net->n_params, err)) ||
-        (rc = model_mark_moving(&r->model, &r->opt, err)))
+        (rc = model_mark_moving(&r->model, &r->opt, err)) || (rc = step_mark_tensors(&r->model, &r->opt, err)))
         return rc;
+    r->net->label_smoothing = (float)o->label_smoothing;
+    /* BatchNormalization folds its moving statistics through the optimizer once per update, where Keras 3
+     * moves them on every micro-batch: not the same training, so not offered. */
+    if (o->accumulate > 1 && model_moving_params(&r->model) > 0)
+        return error_set(err, ERR_USAGE, "--accumulate %ld: not supported with BatchNormalization (its moving "
+                         "statistics would not follow Keras's)", o->accumulate);
     if (o->init_weights)
         return checkpoint_read_weights(o->init_weights, r->net, err);
     if (o->resume) {
@@ -301,6 +430,8 @@ static int setup_net(struct run *r, struct error *err)
     }
     r->at.seed = (uint64_t)o->seed;
     r->at.global_batch = o->batch;
+    r->at.accumulate = o->accumulate;
+    r->at.label_smoothing = o->label_smoothing;
     r->at.best_val_loss = INFINITY;
     return ERR_OK;
 }
@@ -367,7 +498,7 @@ static void print_setup(const struct run *r)
 {
     const struct train_opts *o = &r->o;
     int size = dist_size();
-    char a[32], b[32], opt[160];
+    char a[32], b[32], opt[256];
     summary_print(stdout, &r->model, o->model ? o->model : o->resume);
     printf("Ranks:      %d x %d thread%s", size, r->threads, r->threads == 1 ? "" : "s");
     if (size > 1)
@@ -378,8 +509,12 @@ static void print_setup(const struct run *r)
     printf("Batch:      %ld global, ", o->batch);
     if (o->batch % size)
         printf("%ld-", o->batch / size);
-    printf("%d per rank; %s steps per epoch\n", r->share_max,
-           summary_count(a, sizeof a, (r->n_train + o->batch - 1) / o->batch));
+    printf("%d per rank; %s steps per epoch", r->share_max, summary_count(a, sizeof a, train_steps_per_epoch(r)));
+    if (o->accumulate > 1)
+        printf(" of %ld micro-batches (%ld samples per step)", o->accumulate, o->accumulate * o->batch);
+    putchar('\n');
+    if (o->label_smoothing > 0)
+        printf("Loss:       categorical cross-entropy, label smoothing %g (training loss only)\n", o->label_smoothing);
     printf("Train data: %s, %s samples (%s)\n", o->data, summary_count(a, sizeof a, r->n_train),
            r->train_in_memory ? "held in memory" : "read from the file each step");
     if (o->val)
@@ -399,7 +534,7 @@ static void print_setup(const struct run *r)
     if (o->resume && r->at.epoch_step)
         printf("Resuming:   %s in epoch %lld after batch %s of %s (step %lld)\n", o->resume,
                (long long)r->at.epoch + 1, summary_count(a, sizeof a, r->at.epoch_step),
-               summary_count(b, sizeof b, (r->n_train + o->batch - 1) / o->batch), (long long)r->at.step);
+               summary_count(b, sizeof b, train_steps_per_epoch(r)), (long long)r->at.step);
     else if (o->resume)
         printf("Resuming:   %s at the start of epoch %lld (step %lld)\n", o->resume, (long long)r->at.epoch + 1,
                (long long)r->at.step);

@@ -253,6 +253,17 @@ void dist_allgather_f32(float *buf, size_t n)
     coll_end();
 }
 
+void dist_allgather_f64(const double *send, int count, double *recv)
+{
+    if (size_ == 1) {
+        memcpy(recv, send, sizeof(double) * (size_t)count);
+        return;
+    }
+    coll_begin("an all-gather");
+    MPI_Allgather(send, count, MPI_DOUBLE, recv, count, MPI_DOUBLE, MPI_COMM_WORLD);
+    coll_end();
+}
+
 /* ---- node-shared memory -------------------------------------------------------------------------------- */
 
 int dist_node_rank(void) { return node_rank_; }

@@ -43,6 +43,8 @@ int dist_node_rank(void);
 void dist_node_barrier(void);
 void dist_cross_allreduce_sum_f32(float *buf, size_t n);
 
+/* Collective: every rank receives every rank's `count` doubles, rank after rank, into recv (size * count). */
+void dist_allgather_f64(const double *send, int count, double *recv);
 /* Collective: rank 0 receives every rank's `count` floats, rank after rank, into recv (ignored elsewhere). */
 void dist_gather_f32(const float *send, int count, float *recv);
 

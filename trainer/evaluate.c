@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "dist.h"
+#include "step.h"
 
 static int argmax(const float *p, int k)
 {
@@ -132,7 +133,8 @@ int evaluate_tta(struct net *net, struct dataset *ds, int64_t start, int64_t end
         free(tmp);
     }
     r->count = count;
-    r->loss = count ? sums[0] / (double)count : 0;
+    /* Keras's evaluate reports the kernel regularizers' penalty in the loss, as fit does. */
+    r->loss = count ? sums[0] / (double)count + step_penalty(&net->model, net->params) : 0;
     r->acc = count ? sums[1] / (double)count : 0;
     return ERR_OK;
 }

@@ -10,7 +10,7 @@
 
 struct eval_result {
     int64_t count;
-    double loss;      /* mean cross-entropy */
+    double loss;      /* mean cross-entropy, plus the kernel regularizers' penalty (as Keras reports it) */
     double acc;
     int64_t *confusion; /* (classes, classes) row = true class, column = predicted; NULL if not wanted */
 };

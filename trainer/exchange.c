@@ -161,8 +161,10 @@ void exchange_gradients(struct net *net, struct exchange *x)
         shared_gradients(net, x);
         return;
     }
+    const float *shard;
     dist_shard(net->n_params, &x->lo, &x->hi);
-    dist_reduce_scatter_sum_f32(net->grads, net->n_params, &x->shard);
+    dist_reduce_scatter_sum_f32(net->grads, net->n_params, &shard);
+    x->shard = net->grads + x->lo; /* = shard (dist.h), without its const: the step scales it in place */
     tail[TAIL_NONFINITE] = !optim_all_finite(x->shard, x->hi - x->lo);
     dist_allreduce_sum_f32(tail, NET_GRAD_TAIL);
 }
@@ -176,6 +178,45 @@ double exchange_update(struct net *net, struct optim *opt, const struct exchange
     else
         dist_allgather_f32(net->params, net->n_params);
     return dist_wtime() - t0;
+}
+
+void exchange_sum_shards(const struct exchange *x, const double *part, double *out, int count)
+{
+    int size = dist_size();
+    if (size == 1) {
+        memcpy(out, part, sizeof(double) * (size_t)count);
+        return;
+    }
+    /* [lo, part...] of every rank. */
+    double *mine = malloc(sizeof(double) * (size_t)(count + 1));
+    double *all = malloc(sizeof(double) * (size_t)(count + 1) * (size_t)size);
+    int *order = malloc(sizeof(int) * (size_t)size);
+    if (!mine || !all || !order)
+        dist_abort(1); /* a few KiB: out of memory here leaves no way to agree on anything */
+    mine[0] = (double)x->lo;
+    memcpy(mine + 1, part, sizeof(double) * (size_t)count);
+    dist_allgather_f64(mine, count + 1, all);
+    /* Ranks by shard start (insertion sort: a few ranks), ties by rank; a repeated start is the same shard on
+     * another node, or an empty shard at the end: counted once. */
+    for (int r = 0; r < size; r++) {
+        int k = r;
+        while (k > 0 && all[(size_t)order[k - 1] * (size_t)(count + 1)] > all[(size_t)r * (size_t)(count + 1)]) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = r;
+    }
+    memset(out, 0, sizeof(double) * (size_t)count);
+    for (int i = 0; i < size; i++) {
+        const double *p = all + (size_t)order[i] * (size_t)(count + 1);
+        if (i > 0 && all[(size_t)order[i - 1] * (size_t)(count + 1)] == p[0])
+            continue;
+        for (int k = 0; k < count; k++)
+            out[k] += p[1 + k];
+    }
+    free(mine);
+    free(all);
+    free(order);
 }
 
 void exchange_sync_optimizer(struct net *net, struct optim *opt)

@@ -27,7 +27,7 @@
 enum { TAIL_LOSS, TAIL_CORRECT, TAIL_ERROR, TAIL_STOP, TAIL_NONFINITE };
 
 struct exchange {
-    const float *shard; /* (hi - lo,) the summed gradients of this rank's shard [lo, hi) of the parameters */
+    float *shard; /* (hi - lo,) the summed gradients of this rank's shard [lo, hi) of the parameters */
     size_t lo, hi;
 };
 
@@ -54,6 +54,12 @@ void exchange_gradients(struct net *net, struct exchange *x);
 /* The optimizer step on this rank's shard; then every rank has all the new parameters. Returns the seconds
  * spent on making them whole (the all-gather, or the node's barrier), for the bench. */
 double exchange_update(struct net *net, struct optim *opt, const struct exchange *x);
+
+/* Collective. out[0, count) = the sum over the slab's shards of the `part` each rank computed over its own
+ * shard, with the same bits on every rank: every rank gathers all parts and adds them in shard order, and a
+ * shard held on every node (node-shared memory) counts once. For what needs a whole tensor of the summed
+ * gradient (its norm, for clipping and LARS). */
+void exchange_sum_shards(const struct exchange *x, const double *part, double *out, int count);
 
 /* For a checkpoint: makes the optimizer's slots whole on every rank (with messages each rank updates its
  * shard's only; node-shared slots are whole already). Collective. */

@@ -112,7 +112,22 @@ const char *summary_optimizer(char *buf, size_t size, const struct optim_conf *c
     case OPTIM_ADAM:
         snprintf(buf, size, "adam, lr %g (beta_1 %g, beta_2 %g, epsilon %g)", c->lr, c->beta1, c->beta2, c->eps);
         break;
+    case OPTIM_ADAMW:
+        snprintf(buf, size, "adamw, lr %g (weight_decay %g, beta_1 %g, beta_2 %g, epsilon %g)", c->lr,
+                 c->weight_decay, c->beta1, c->beta2, c->eps);
+        break;
+    case OPTIM_LARS:
+        snprintf(buf, size, "lars, lr %g (momentum %g, weight_decay %g, eta %g)", c->lr, c->momentum,
+                 c->weight_decay, c->lars_eta);
+        break;
     default: snprintf(buf, size, "%s, lr %g", optim_kind_name(c->kind), c->lr); break;
     }
+    size_t len = strlen(buf);
+    if (c->weight_decay > 0 && c->kind != OPTIM_ADAMW && c->kind != OPTIM_LARS && len < size)
+        len += (size_t)snprintf(buf + len, size - len, ", weight_decay %g", c->weight_decay);
+    if (c->clipnorm > 0 && len < size)
+        len += (size_t)snprintf(buf + len, size - len, ", clipnorm %g", c->clipnorm);
+    if (c->global_clipnorm > 0 && len < size)
+        snprintf(buf + len, size - len, ", global_clipnorm %g", c->global_clipnorm);
     return buf;
 }

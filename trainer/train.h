@@ -14,6 +14,7 @@
 #include "net.h"
 #include "optim.h"
 #include "schedule.h"
+#include "step.h"
 
 struct train_opts {
     const char *model, *data, *val, *checkpoint, *metrics, *resume, *init_weights;
@@ -29,6 +30,11 @@ struct train_opts {
     int set_sched, set_epochs, n_callbacks;
     const char *callback_text[CALLBACKS_MAX];
     struct callbacks callbacks;
+    /* Recipes (issue 14): micro-batches per update (--accumulate, 1: none), label smoothing, and which of
+     * the recipe options the command line set. */
+    long accumulate;
+    double label_smoothing;
+    int set_accumulate, set_label_smoothing, set_weight_decay, set_lars_eta, set_clipnorm, set_global_clipnorm;
 };
 
 struct run {
@@ -53,6 +59,7 @@ struct run {
     int threads;
     int stop_requested;                  /* a rank caught SIGTERM/SIGUSR1: stop after this step */
     double lr_now;                       /* the lr of the last step (schedule times plateau factor) */
+    struct step step;                    /* the training step (step.c), set up by train_loop */
 };
 
 /* SIGTERM and SIGUSR1 set a flag that stops training after the current step (checkpoint, exit 75).
@@ -63,5 +70,8 @@ void train_catch_stop_signals(void);
 /* Collective. Trains from r->at until --epochs or --max-steps, writing checkpoints as asked. Returns an
  * exit code agreed by all ranks; the rank that found an error has printed it. */
 int train_loop(struct run *r);
+
+/* Optimizer steps per epoch: ceil(training samples / (--batch-size x --accumulate)). */
+int64_t train_steps_per_epoch(const struct run *r);
 
 #endif

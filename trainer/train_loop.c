@@ -1,6 +1,6 @@
 /* train_loop.c: the data-parallel training loop. Every rank holds the model and runs its share of each
- * global batch; the gradients, with the step's statistics folded in, are summed by one all-reduce; every
- * rank then applies the same update. */
+ * global batch; the step itself (step.c: the gradients, with the step's statistics folded in, summed over
+ * the ranks, then the same update everywhere) is the bench's too. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -14,16 +14,17 @@
 #include "feed.h"
 #include "progress.h"
 #include "rng.h"
+#include "step.h"
 #include "train.h"
 #include "train_sched.h"
-
-/* Tail of the gradient slab, summed with the gradients. */
 
 /* Set by SIGTERM or SIGUSR1 (Slurm's warning signal, or a time limit): the signal may reach one rank or
  * all; its flag travels in the step's all-reduce, so every rank stops after the same step. */
 static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static int stopping(void) { return stop_signal != 0; }
 
 void train_catch_stop_signals(void)
 {
@@ -35,67 +36,32 @@ void train_catch_stop_signals(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* Takes this rank's share of the current step from the feed (read while the previous step computed), asks
- * for the next one, and computes the share's gradient into the slab (zeros when it has no samples or
- * failed). */
-static int local_gradient(struct run *r, int64_t gb, struct error *err)
+/* step_take_fn for the training feed: micro-batch k of update epoch_step is the epoch's micro-step
+ * epoch_step * K + k (read while the previous one computed); asks for the one after it. */
+static int take_share(void *arg, int k, struct feed_batch *fb, struct error *err)
 {
-    struct net *net = r->net;
-    float *tail = net->grads + net->n_params;
-    struct feed_batch fb;
-    int rc = feed_take(r->feed, r->at.epoch_step, &fb, err);
-    feed_start(r->feed, r->at.epoch_step + 1);
-    int n = fb.n;
-    memset(tail, 0, sizeof(float) * NET_GRAD_TAIL);
-    int ran = 0;
-    if (n > 0) {
-        struct net_stats st = {0, 0};
-        struct net_batch b = {n, fb.images, fb.labels, fb.ids, (uint64_t)r->at.epoch};
-        if (rc == ERR_OK) {
-            rc = net_train_batch(net, &b, (int)gb, r->at.seed, (uint64_t)r->at.step, &st, err);
-            ran = 1;
-        }
-        tail[TAIL_LOSS] = (float)st.loss_sum;
-        tail[TAIL_CORRECT] = (float)st.correct;
-    }
-    if (!ran) {
-        /* The other ranks' BatchNormalization layers sum over every rank within the step: take part. */
-        struct error ignored = {0};
-        net_train_skip(net, &ignored);
-    }
-    if (n == 0 || rc != ERR_OK)
-        /* A rank with nothing to add (a batch smaller than the ranks) or that failed adds zeros. */
-        memset(net->grads, 0, sizeof(float) * net->n_params);
-    if (rc != ERR_OK)
-        tail[TAIL_ERROR] = 1;
-    tail[TAIL_STOP] = stop_signal != 0;
+    struct run *r = arg;
+    int64_t micro = r->at.epoch_step * r->o.accumulate + k;
+    int rc = feed_take(r->feed, micro, fb, err);
+    feed_start(r->feed, micro + 1);
     return rc;
 }
 
-/* One optimizer step on the epoch's current global batch, of gb samples. Returns an agreed code. */
+/* One optimizer step on the epoch's current update batch, of gb samples. Returns an agreed code. */
 static int train_step(struct run *r, int64_t gb, struct error *err)
 {
-    struct net *net = r->net;
-    const float *tail = net->grads + net->n_params;
-    struct exchange x;
-    int rc = local_gradient(r, gb, err);
-    exchange_gradients(net, &x);
-    if (tail[TAIL_ERROR] != 0)
-        return cli_agree(rc, err);
-    if (!isfinite(tail[TAIL_LOSS]) || tail[TAIL_NONFINITE] != 0) {
-        /* The same tail on every rank after the exchange: all stop here, before the update, so nothing
-         * non-finite ever reaches the weights or a checkpoint. */
-        error_set(err, ERR_DIVERGED, "%s: training diverged at step %lld: the %s is not finite (try a lower --lr)",
-                  r->o.data, (long long)r->at.step + 1, isfinite(tail[TAIL_LOSS]) ? "gradient" : "loss");
-        return cli_agree(ERR_DIVERGED, err);
-    }
-    exchange_update(net, &r->opt, &x);
-    r->stop_requested = tail[TAIL_STOP] != 0;
+    struct step_in in = {(int)((gb + r->o.batch - 1) / r->o.batch), gb, r->at.seed, (uint64_t)r->at.step,
+                         stopping, take_share, r, (uint64_t)r->at.epoch};
+    struct step_out out;
+    int rc = step_run(&r->step, &in, &out, err);
+    if (rc)
+        return rc;
+    r->stop_requested = out.stop;
     r->at.step++;
     r->at.epoch_step++;
     r->at.epoch_seen += gb;
-    r->at.epoch_loss_sum += tail[TAIL_LOSS];
-    r->at.epoch_correct += tail[TAIL_CORRECT];
+    r->at.epoch_loss_sum += out.loss_sum;
+    r->at.epoch_correct += out.correct;
     return ERR_OK;
 }
 
@@ -192,7 +158,7 @@ static int done(const struct run *r)
 /* The rest of the current epoch; returns with r->at.epoch_step == steps_per_epoch when it finished. */
 static int run_epoch(struct run *r, int64_t steps_per_epoch, struct error *err)
 {
-    const int64_t B = r->o.batch;
+    const int64_t B = r->o.batch * r->o.accumulate; /* samples per update */
     struct checkpoint_state *at = &r->at;
     struct progress bar;
     double t0 = dist_wtime() - at->epoch_wall_s;
@@ -221,7 +187,7 @@ static int run_epoch(struct run *r, int64_t steps_per_epoch, struct error *err)
 /* train_loop once the feed is set up. */
 static int loop(struct run *r, struct error *err)
 {
-    const int64_t steps_per_epoch = (r->n_train + r->o.batch - 1) / r->o.batch;
+    const int64_t steps_per_epoch = train_steps_per_epoch(r);
     int rc;
     train_catch_stop_signals();
     if (done(r)) {
@@ -264,14 +230,23 @@ static int loop(struct run *r, struct error *err)
     return ERR_OK;
 }
 
+int64_t train_steps_per_epoch(const struct run *r)
+{
+    int64_t per_update = r->o.batch * r->o.accumulate;
+    return (r->n_train + per_update - 1) / per_update;
+}
+
 int train_loop(struct run *r)
 {
     struct error err = {0};
     /* A data set in memory needs no helper: a batch is a copy, cheaper than waking a thread. */
     int rc = feed_create(&r->feed, &r->train, r->perm, r->n_train, r->o.batch, r->model.n_classes,
                          !r->train_in_memory, &err);
+    if (rc == ERR_OK)
+        rc = step_init(&r->step, r->net, &r->opt, r->o.data, (int)r->o.accumulate, &err);
     if ((rc = cli_agree(rc, &err)) == ERR_OK)
         rc = loop(r, &err);
+    step_release(&r->step);
     feed_destroy(r->feed);
     r->feed = NULL;
     return rc;

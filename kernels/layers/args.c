@@ -1,6 +1,7 @@
 /* args.c: typed access to a layer call's arguments, with Keras's keyword/positional rules and errors that
  * point at the line and column. */
 #include "args.h"
+#include "layer.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@ static const char *type_name(enum arg_type t)
     case ARG_TUPLE: return "a tuple";
     case ARG_NONE: return "None";
     case ARG_BOOL: return "True/False";
+    case ARG_CALL: return "a call";
     }
     return "?";
 }
@@ -265,6 +267,91 @@ int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, stru
     for (int i = 0; i < x->n_tuple; i++)
         out[i] = x->tuple[i];
     *n = x->n_tuple;
+    return ERR_OK;
+}
+
+/* Keras's regularizer callables. Positional arguments take keys[] in order; `l` is Keras 2's name for the
+ * single factor of l1() and l2(), still accepted by tf.keras. l1_l2 has no defaults here: Keras 2 and tf.keras
+ * default both factors to 0.01, Keras 3 (where it is L1L2) to 0, so a call that omits one is ambiguous. */
+enum { REG_L1, REG_L2, REG_L1L2 };
+static const struct {
+    const char *name;
+    int kind;
+    int explicit_args; /* both l1 and l2 must be given */
+    double dflt;       /* the default of the single factor, or of both (L1L2) */
+} reg_kinds[] = {
+    {"l1", REG_L1, 0, 0.01},   {"L1", REG_L1, 0, 0.01},     {"l2", REG_L2, 0, 0.01},
+    {"L2", REG_L2, 0, 0.01},   {"l1_l2", REG_L1L2, 1, 0.0}, {"L1L2", REG_L1L2, 0, 0.0},
+};
+
+/* The callee without one of the module prefixes a Keras user writes; NULL for another module. */
+static const char *reg_callee(const char *name)
+{
+    static const char *const prefixes[] = {"", "regularizers.", "keras.regularizers.", "tf.keras.regularizers.",
+                                           "tensorflow.keras.regularizers.", NULL};
+    const char *dot = strrchr(name, '.');
+    size_t plen = dot ? (size_t)(dot - name) + 1 : 0;
+    for (int i = 0; prefixes[i]; i++)
+        if (strlen(prefixes[i]) == plen && strncmp(prefixes[i], name, plen) == 0)
+            return name + plen;
+    return NULL;
+}
+
+int args_regularizer(struct args *a, const char *key, struct regularizer *out, struct error *err)
+{
+    struct arg *x;
+    int rc = find(a, key, -1, &x, err);
+    out->l1 = out->l2 = 0;
+    if (rc || !x || x->type == ARG_NONE)
+        return rc;
+    if (x->type != ARG_CALL)
+        return args_error(a, x, err, "'%s' must be a regularizer such as l2(1e-4) or None, not %s", key,
+                          type_name(x->type));
+    const char *callee = reg_callee(x->str);
+    int k = -1;
+    for (size_t i = 0; callee && i < sizeof reg_kinds / sizeof reg_kinds[0]; i++)
+        if (strcmp(callee, reg_kinds[i].name) == 0)
+            k = (int)i;
+    if (k < 0)
+        return args_error(a, x, err, "unknown regularizer '%s' for '%s' (expected l1, l2, l1_l2, L1, L2 or L1L2)",
+                          x->str, key);
+    int kind = reg_kinds[k].kind;
+    /* The factors by slot: [0] l1, [1] l2. */
+    const char *slot_names[2][2] = {{"l1", kind == REG_L1L2 ? "l1" : "l"}, {"l2", kind == REG_L1L2 ? "l2" : "l"}};
+    int allowed[2] = {kind != REG_L2, kind != REG_L1}, given[2] = {0, 0}, npos = 0;
+    double v[2] = {kind == REG_L2 ? 0 : reg_kinds[k].dflt, kind == REG_L1 ? 0 : reg_kinds[k].dflt};
+    for (int i = 0; i < x->n_call; i++) {
+        const char *ck = x->call[i].key;
+        struct arg at = *x; /* for messages: the column of this argument of the call */
+        at.col = x->call[i].col;
+        int slot = -1;
+        if (!ck[0]) {
+            /* l1(x) and l2(x) take their one factor first; L1L2(l1, l2) in that order. */
+            for (int s = 0, seen = 0; s < 2; s++)
+                if (allowed[s] && seen++ == npos)
+                    slot = s;
+            npos++;
+            if (slot < 0)
+                return args_error(a, &at, err, "%s: too many positional arguments", x->str);
+        } else {
+            for (int s = 0; s < 2; s++)
+                if (allowed[s] && (strcmp(ck, slot_names[s][0]) == 0 || strcmp(ck, slot_names[s][1]) == 0))
+                    slot = s;
+            if (slot < 0)
+                return args_error(a, &at, err, "%s: unknown argument '%s'", x->str, ck);
+        }
+        if (given[slot])
+            return args_error(a, &at, err, "%s: argument '%s' given twice", x->str, slot_names[slot][0]);
+        if (!isfinite(x->call[i].num) || x->call[i].num < 0)
+            return args_error(a, &at, err, "%s: '%s' must be a finite number >= 0", x->str, slot_names[slot][0]);
+        given[slot] = 1;
+        v[slot] = x->call[i].num;
+    }
+    if (reg_kinds[k].explicit_args && !(given[0] && given[1]))
+        return args_error(a, x, err,
+                          "%s: give both l1= and l2= (Keras versions differ on their defaults: 0.01 or 0)", x->str);
+    out->l1 = v[0];
+    out->l2 = v[1];
     return ERR_OK;
 }
 

@@ -5,10 +5,11 @@
 
 #include "error.h"
 
-enum arg_type { ARG_INT, ARG_FLOAT, ARG_STRING, ARG_TUPLE, ARG_NONE, ARG_BOOL };
+enum arg_type { ARG_INT, ARG_FLOAT, ARG_STRING, ARG_TUPLE, ARG_NONE, ARG_BOOL, ARG_CALL };
 
 #define ARGS_MAX 16
 #define ARG_TUPLE_MAX 4
+#define ARG_CALL_MAX 4
 
 struct arg {
     char key[32];     /* empty for a positional argument */
@@ -22,6 +23,14 @@ struct arg {
     double tuple_num[ARG_TUPLE_MAX]; /* the same as numbers; a float element only here (tuple_float set) */
     int tuple_float;  /* some element is a float: only args_float_pair takes such a tuple */
     int float_col;    /* the column of the first float element, for the integer accessors' message */
+    /* ARG_CALL: a call with numeric arguments as a value, `l2(1e-4)`, `regularizers.l1_l2(l1=0, l2=1e-4)`:
+     * str holds the (dotted) callee, call[] its arguments (key empty when positional). */
+    int n_call;
+    struct {
+        char key[16];
+        int col;
+        double num;
+    } call[ARG_CALL_MAX];
     int used;         /* set by the accessors: an argument nobody used is an error (a typo) */
 };
 
@@ -59,6 +68,12 @@ int args_float_pair(struct args *a, const char *key, int pos, int required, int 
 int args_int_or_none(struct args *a, const char *key, int pos, long *out, int *given, struct error *err);
 /* A tuple of 1 to ARG_TUPLE_MAX ints (Input shape). */
 int args_tuple(struct args *a, const char *key, int pos, long *out, int *n, struct error *err);
+
+/* A Keras weight regularizer (`kernel_regularizer=`): None or absent (no penalty), l2(x), l1(x),
+ * l1_l2(l1=x, l2=y), L1(x), L2(x), L1L2(l1=x, l2=y), with or without a `regularizers.`, `keras.regularizers.`
+ * or `tf.keras.regularizers.` prefix. Values must be finite and >= 0. */
+struct regularizer;
+int args_regularizer(struct args *a, const char *key, struct regularizer *out, struct error *err);
 
 /* After a layer took its arguments: ERR_INPUT for the first one it did not use (unknown keyword,
  * too many positionals). */

@@ -48,7 +48,8 @@ static int conv_parse(struct layer_spec *spec, struct args *a, struct error *err
         (rc = args_choice(a, "padding", 3, padding_choices, 0, &c->same, err)) ||
         (rc = layer_args_activation(a, -1, &c->act, err)) ||
         (rc = args_bool(a, "use_bias", -1, 1, &c->use_bias, err)) ||
-        (rc = args_choice(a, "kernel_initializer", -1, initializer_names, INIT_GLOROT_UNIFORM, &c->kernel_init, err)))
+        (rc = args_choice(a, "kernel_initializer", -1, initializer_names, INIT_GLOROT_UNIFORM, &c->kernel_init, err)) ||
+        (rc = args_regularizer(a, "kernel_regularizer", &c->kernel_reg, err)))
         return rc;
     if (c->act == ACT_SOFTMAX)
         return args_error(a, layer_find_arg(a, "activation", -1), err,
@@ -92,11 +93,13 @@ static int conv_to_text(const struct layer_spec *spec, char *buf, size_t size)
     char init[64] = "";
     if (c->kernel_init != INIT_GLOROT_UNIFORM) /* written only when set: older files keep their text */
         snprintf(init, sizeof init, ", kernel_initializer='%s'", initializer_names[c->kernel_init]);
+    char reg[96];
+    layer_regularizer_text(&c->kernel_reg, "kernel_regularizer", reg, sizeof reg);
     return snprintf(buf, size,
                     "Conv2D(filters=%d, kernel_size=(%d, %d), strides=(%d, %d), padding='%s', activation='%s', "
-                    "use_bias=%s%s)",
+                    "use_bias=%s%s%s)",
                     c->filters, c->kh, c->kw, c->sh, c->sw, padding_choices[c->same != 0], activation_names[c->act],
-                    c->use_bias ? "True" : "False", init);
+                    c->use_bias ? "True" : "False", init, reg);
 }
 
 /* Keras defaults: kernel glorot_uniform over (kh, kw, in, out) with fan_in = kh*kw*in, fan_out = kh*kw*out;

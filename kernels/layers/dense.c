@@ -23,7 +23,8 @@ static int dense_parse(struct layer_spec *spec, struct args *a, struct error *er
                           DENSE_MAX_UNITS, units);
     if ((rc = layer_args_activation(a, 1, &c->act, err)) ||
         (rc = args_bool(a, "use_bias", 2, 1, &c->use_bias, err)) ||
-        (rc = args_choice(a, "kernel_initializer", -1, initializer_names, INIT_GLOROT_UNIFORM, &c->kernel_init, err)))
+        (rc = args_choice(a, "kernel_initializer", -1, initializer_names, INIT_GLOROT_UNIFORM, &c->kernel_init, err)) ||
+        (rc = args_regularizer(a, "kernel_regularizer", &c->kernel_reg, err)))
         return rc;
     c->units = (int)units;
     return ERR_OK;
@@ -51,8 +52,10 @@ static int dense_to_text(const struct layer_spec *spec, char *buf, size_t size)
     char init[64] = "";
     if (c->kernel_init != INIT_GLOROT_UNIFORM)
         snprintf(init, sizeof init, ", kernel_initializer='%s'", initializer_names[c->kernel_init]);
-    return snprintf(buf, size, "Dense(units=%d, activation='%s', use_bias=%s%s)", c->units, activation_names[c->act],
-                    c->use_bias ? "True" : "False", init);
+    char reg[96];
+    layer_regularizer_text(&c->kernel_reg, "kernel_regularizer", reg, sizeof reg);
+    return snprintf(buf, size, "Dense(units=%d, activation='%s', use_bias=%s%s%s)", c->units, activation_names[c->act],
+                    c->use_bias ? "True" : "False", init, reg);
 }
 
 /* Keras defaults: kernel (in, units) glorot_uniform with fan_in = in, fan_out = units; bias zeros. */

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* What `activation=` accepts: activation_names in enum order, then None (= linear). */
@@ -42,6 +43,31 @@ int layer_args_activation(struct args *a, int pos, enum activation *out, struct 
         return rc;
     *out = act == ACT_CHOICE_NONE ? ACT_LINEAR : (enum activation)act;
     return ERR_OK;
+}
+
+/* The shortest %g that reads back as the same double. */
+static const char *exact_text(double v, char *buf, size_t size)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+void layer_regularizer_text(const struct regularizer *r, const char *key, char *buf, size_t size)
+{
+    char x[32], y[32];
+    if (r->l1 != 0 && r->l2 != 0)
+        snprintf(buf, size, ", %s=l1_l2(l1=%s, l2=%s)", key, exact_text(r->l1, x, sizeof x),
+                 exact_text(r->l2, y, sizeof y));
+    else if (r->l1 != 0)
+        snprintf(buf, size, ", %s=l1(%s)", key, exact_text(r->l1, x, sizeof x));
+    else if (r->l2 != 0)
+        snprintf(buf, size, ", %s=l2(%s)", key, exact_text(r->l2, y, sizeof y));
+    else
+        snprintf(buf, size, "%s", "");
 }
 
 int layer_parse_nothing(struct layer_spec *spec, struct args *a, struct error *err)

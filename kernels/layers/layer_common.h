@@ -21,6 +21,10 @@ const struct arg *layer_find_arg(const struct args *a, const char *key, int pos)
  * (Keras's default). Softmax is accepted: where it is allowed is the caller's question. */
 int layer_args_activation(struct args *a, int pos, enum activation *out, struct error *err);
 
+/* `, KEY=l2(x)` (or l1(x), or l1_l2(l1=x, l2=y)) for a regularizer that is set, with the shortest digits that
+ * read back as the same doubles; "" for none, so that models without one keep their text. */
+void layer_regularizer_text(const struct regularizer *r, const char *key, char *buf, size_t size);
+
 /* For a kind that takes no argument (Keras's optional ones are not supported): anything given is left
  * unused, which the model reader reports as an error. */
 int layer_parse_nothing(struct layer_spec *spec, struct args *a, struct error *err);

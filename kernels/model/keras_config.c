@@ -45,15 +45,24 @@ static const struct {
     [INIT_HE_UNIFORM] = {2.0, "fan_in", "uniform"},
 };
 
-static int initializers_and_nulls(json_t *c, int init)
+/* Keras 2.1's form of a regularizer, which every later Keras reads: L1L2 with both factors; null for none. */
+static json_t *regularizer(const struct regularizer *r)
+{
+    if (r->l1 == 0 && r->l2 == 0)
+        return json_null();
+    return json_pack("{s:s, s:{s:f, s:f}}", "class_name", "L1L2", "config", "l1", r->l1, "l2", r->l2);
+}
+
+static int initializers_and_nulls(json_t *c, int init, const struct regularizer *kernel_reg)
 {
     int bad = set(c, "kernel_initializer",
                   json_pack("{s:s, s:{s:f, s:s, s:s, s:n}}", "class_name", "VarianceScaling", "config", "scale",
                             variance_scaling[init].scale, "mode", variance_scaling[init].mode, "distribution",
                             variance_scaling[init].distribution, "seed"));
     bad |= set(c, "bias_initializer", json_pack("{s:s, s:{}}", "class_name", "Zeros", "config"));
-    static const char *const nulls[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                                        "kernel_constraint", "bias_constraint"};
+    bad |= set(c, "kernel_regularizer", regularizer(kernel_reg));
+    static const char *const nulls[] = {"bias_regularizer", "activity_regularizer", "kernel_constraint",
+                                        "bias_constraint"};
     for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
         bad |= set(c, nulls[i], json_null());
     return bad;
@@ -70,7 +79,7 @@ static int conv_to_json(const struct layer_spec *s, json_t *c)
     bad |= set(c, "dilation_rate", pair(1, 1));
     bad |= set(c, "activation", activation(k->act));
     bad |= set(c, "use_bias", json_boolean(k->use_bias));
-    return bad | initializers_and_nulls(c, k->kernel_init);
+    return bad | initializers_and_nulls(c, k->kernel_init, &k->kernel_reg);
 }
 
 static int pool_to_json(const struct layer_spec *s, json_t *c)
@@ -103,7 +112,7 @@ static int dense_to_json(const struct layer_spec *s, json_t *c)
     int bad = set(c, "units", json_integer(d->units));
     bad |= set(c, "activation", activation(d->act));
     bad |= set(c, "use_bias", json_boolean(d->use_bias));
-    return bad | initializers_and_nulls(c, d->kernel_init);
+    return bad | initializers_and_nulls(c, d->kernel_init, &d->kernel_reg);
 }
 
 static int dropout_to_json(const struct layer_spec *s, json_t *c)
@@ -376,6 +385,44 @@ static int initializer_from_json(json_t *cfg, struct args *a)
     return ERR_OK;
 }
 
+/* kernel_regularizer as the call the layer's parse() reads: {"class_name": "L1L2", "config": {"l1": .., "l2": ..}}
+ * (Keras 2), "L2"/"L1"/"L1L2" (tf.keras 2, Keras 3, which may add "module" and "registered_name") become
+ * L1L2(l1=.., l2=..), L2(l2=..), L1(l1=..). Bias and activity regularizers are refused: the trainer applies
+ * kernel penalties only. */
+static int regularizer_args(json_t *cfg, struct args *a, const char *where, struct error *err)
+{
+    int rc = require(cfg, "bias_regularizer", json_null(), where, err);
+    if (!rc)
+        rc = require(cfg, "activity_regularizer", json_null(), where, err);
+    json_t *v = json_object_get(cfg, "kernel_regularizer");
+    if (rc || !v || json_is_null(v))
+        return rc;
+    const char *cls = json_string_value(json_object_get(v, "class_name"));
+    json_t *rcfg = json_object_get(v, "config");
+    static const char *const classes[] = {"L1L2", "L1", "L2", NULL};
+    int k = -1;
+    for (int i = 0; cls && classes[i]; i++)
+        if (strcmp(cls, classes[i]) == 0)
+            k = i;
+    if (k < 0 || !json_is_object(rcfg) || a->n == ARGS_MAX)
+        return unsupported(err, where, "kernel_regularizer", v);
+    struct arg *x = &a->a[a->n];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "kernel_regularizer");
+    snprintf(x->str, sizeof x->str, "%s", cls);
+    x->type = ARG_CALL;
+    const char *key;
+    json_t *f;
+    json_object_foreach(rcfg, key, f) {
+        if (x->n_call == ARG_CALL_MAX || !json_is_number(f) || strlen(key) >= sizeof x->call[0].key)
+            return unsupported(err, where, "kernel_regularizer", v);
+        snprintf(x->call[x->n_call].key, sizeof x->call[0].key, "%s", key);
+        x->call[x->n_call++].num = json_number_value(f);
+    }
+    a->n++;
+    return ERR_OK;
+}
+
 static int conv_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
 {
     static const char *const keys[] = {"filters", "kernel_size", "strides", "padding", "activation",
@@ -388,7 +435,11 @@ static int conv_from_json(json_t *cfg, struct args *a, const char *where, struct
         rc = require(cfg, "dilation_rate", pair(1, 1), where, err);
     if (!rc)
         rc = check_activation(cfg, where, err);
-    return rc ? rc : (rc = copy_args(cfg, keys, a, where, err)) ? rc : initializer_from_json(cfg, a);
+    if (!rc)
+        rc = copy_args(cfg, keys, a, where, err);
+    if (!rc)
+        rc = initializer_from_json(cfg, a);
+    return rc ? rc : regularizer_args(cfg, a, where, err);
 }
 
 static int pool_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)
@@ -416,7 +467,11 @@ static int dense_from_json(json_t *cfg, struct args *a, const char *where, struc
 {
     static const char *const keys[] = {"units", "activation", "use_bias", NULL};
     int rc = check_activation(cfg, where, err);
-    return rc ? rc : (rc = copy_args(cfg, keys, a, where, err)) ? rc : initializer_from_json(cfg, a);
+    if (!rc)
+        rc = copy_args(cfg, keys, a, where, err);
+    if (!rc)
+        rc = initializer_from_json(cfg, a);
+    return rc ? rc : regularizer_args(cfg, a, where, err);
 }
 
 static int dropout_from_json(json_t *cfg, struct args *a, const char *where, struct error *err)

@@ -237,6 +237,70 @@ static int parse_tuple_at(struct lexer *lx, struct arg *x, int depth, struct err
     return lex_next(lx, err);
 }
 
+/* After the identifier that is the current token: `.name` parts then '(' (a call such as regularizers.l2(1e-4)).
+ * Nothing is consumed. */
+static int lex_call_follows(const struct lexer *lx)
+{
+    int p = lx->pos;
+    while (p + 1 < lx->len && lx->s[p] == '.' && is_ident_start(lx->s[p + 1]))
+        for (p++; p < lx->len && is_ident_char(lx->s[p]); p++)
+            ;
+    while (p < lx->len && is_space(lx->s[p]))
+        p++;
+    return p < lx->len && lx->s[p] == '(';
+}
+
+/* A call with numeric arguments as a value, `l2(1e-4)`, `keras.regularizers.L1L2(l1=0.0, l2=1e-4)`, into x
+ * (ARG_CALL); which callees and arguments mean something is the accessor's business (args_regularizer). The
+ * current token is the callee's first identifier and lex_call_follows holds. */
+static int parse_call_value(struct lexer *lx, struct arg *x, struct error *err)
+{
+    char buf[64];
+    const char *start = lx->t.start;
+    int col = lx->t.col, rc, seen_kw = 0;
+    while (lx->pos < lx->len && lx->s[lx->pos] == '.')
+        for (lx->pos++; lx->pos < lx->len && is_ident_char(lx->s[lx->pos]); lx->pos++)
+            ;
+    int len = (int)(lx->s + lx->pos - start);
+    if (len >= (int)sizeof x->str)
+        return syntax_error(lx, col, err, "name longer than %zu characters", sizeof x->str - 1);
+    x->type = ARG_CALL;
+    memcpy(x->str, start, (size_t)len);
+    x->str[len] = '\0';
+    x->n_call = 0;
+    if ((rc = lex_next(lx, err)) || (rc = lex_next(lx, err))) /* '(' and the token after it */
+        return rc;
+    while (lx->t.kind != TOK_RPAREN) {
+        if (x->n_call == ARG_CALL_MAX)
+            return syntax_error(lx, lx->t.col, err, "%s: more than %d arguments", x->str, ARG_CALL_MAX);
+        int i = x->n_call;
+        x->call[i].col = lx->t.col;
+        x->call[i].key[0] = '\0';
+        if (lx->t.kind == TOK_IDENT && lex_peek(lx) == TOK_EQUALS) {
+            snprintf(x->call[i].key, sizeof x->call[i].key, "%.*s", lx->t.len, lx->t.start);
+            seen_kw = 1;
+            if ((rc = lex_next(lx, err)) || (rc = lex_next(lx, err)))
+                return rc;
+        } else if (seen_kw) {
+            return syntax_error(lx, lx->t.col, err, "positional argument follows keyword argument");
+        }
+        if (lx->t.kind != TOK_INT && lx->t.kind != TOK_FLOAT)
+            return syntax_error(lx, lx->t.col, err, "%s: expected a number, found %s", x->str,
+                                tok_text(&lx->t, buf, sizeof buf));
+        x->call[x->n_call++].num = lx->t.num;
+        if ((rc = lex_next(lx, err)))
+            return rc;
+        if (lx->t.kind == TOK_COMMA) {
+            if ((rc = lex_next(lx, err)))
+                return rc;
+        } else if (lx->t.kind != TOK_RPAREN) {
+            return syntax_error(lx, lx->t.col, err, "expected ',' or ')' after an argument of %s, found %s", x->str,
+                                tok_text(&lx->t, buf, sizeof buf));
+        }
+    }
+    return lex_next(lx, err);
+}
+
 static int parse_tuple(struct lexer *lx, struct arg *x, struct error *err) { return parse_tuple_at(lx, x, 0, err); }
 
 /* One value into x; on return the current token is the one after it. */
@@ -265,6 +329,8 @@ static int parse_value(struct lexer *lx, struct arg *x, struct error *err)
             x->num = tok_is(t, "True");
             return lex_next(lx, err);
         }
+        if (lex_call_follows(lx))
+            return parse_call_value(lx, x, err);
         return syntax_error(lx, t->col, err, "expected a value, found '%.*s' (strings need quotes: '%.*s')",
                             t->len, t->start, t->len, t->start);
     default:

@@ -64,6 +64,26 @@ static int row_argmax(const float *row, int classes)
     return best;
 }
 
+/* One training sample with label smoothing s: target y_j = s/classes, plus 1-s at the label. */
+static void row_loss_smoothed(const float *logits, const float *logp, int classes, int label, float scale, float s,
+                              float *probs, float *dlogits, double *loss_sum, long *correct)
+{
+    const double off = (double)s / classes, on = 1.0 - (double)s + off;
+    double loss = 0;
+    for (int j = 0; j < classes; j++) {
+        double lp = logp[j] < 0 ? (double)logp[j] : 0.0; /* see row_loss */
+        loss -= (j == label ? on : off) * lp;
+        float p = expf(logp[j]);
+        if (probs)
+            probs[j] = p;
+        dlogits[j] = (p - (float)(j == label ? on : off)) * scale;
+    }
+    if (loss_sum)
+        *loss_sum += loss;
+    if (correct)
+        *correct += row_argmax(logits, classes) == label;
+}
+
 /* One sample: logits (classes,), logp (classes,). probs and dlogits (classes,) may be NULL. */
 static void row_loss(const float *logits, const float *logp, int classes, int label, float scale,
                      float *probs, float *dlogits, double *loss_sum, long *correct)
@@ -98,9 +118,13 @@ int loss_softmax_xent(struct loss *l, const float *logits, const int32_t *labels
         int label = labels ? labels[i] : -1;
         if (labels && (label < 0 || label >= c))
             return error_set(err, ERR_INPUT, "label %d of sample %d is not in [0, %d)", label, i, c);
-        row_loss(logits + (size_t)i * c, logp + (size_t)i * c, c, label, scale,
-                 probs ? probs + (size_t)i * c : NULL, labels && dlogits ? dlogits + (size_t)i * c : NULL,
-                 loss_sum, correct);
+        if (labels && dlogits && l->smoothing > 0)
+            row_loss_smoothed(logits + (size_t)i * c, logp + (size_t)i * c, c, label, scale, l->smoothing,
+                              probs ? probs + (size_t)i * c : NULL, dlogits + (size_t)i * c, loss_sum, correct);
+        else
+            row_loss(logits + (size_t)i * c, logp + (size_t)i * c, c, label, scale,
+                     probs ? probs + (size_t)i * c : NULL, labels && dlogits ? dlogits + (size_t)i * c : NULL,
+                     loss_sum, correct);
     }
     return ERR_OK;
 fail:

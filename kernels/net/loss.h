@@ -13,6 +13,7 @@ struct loss {
     dnnl_primitive_t logsoftmax; /* (n, classes) plain */
     dnnl_memory_t logits_mem;    /* wraps the caller's logits at run time */
     dnnl_memory_t logp;          /* (n, classes) log-probabilities, owned */
+    float smoothing;             /* label smoothing of the training loss (with dlogits), 0 after loss_init */
 };
 
 int loss_init(struct loss *l, int n, int classes, const struct dnn *d, struct error *err);
@@ -23,7 +24,10 @@ void loss_release(struct loss *l);
  * NULL), and when dlogits is not NULL writes dlogits = (softmax - onehot) * scale. Without labels only
  * probs is written (predict). Labels must be in [0, classes): checked by the caller, and again here
  * (ERR_INPUT) rather than reading out of bounds. Stable for any finite logits (log-softmax subtracts the
- * row maximum). */
+ * row maximum).
+ * With dlogits (training) and l->smoothing = s > 0, Keras's CategoricalCrossentropy(label_smoothing=s): the
+ * target is y = onehot*(1-s) + s/classes, the loss -sum_j y_j log p_j and dlogits = (softmax - y) * scale;
+ * without dlogits (evaluation) the loss stays the plain one. */
 int loss_softmax_xent(struct loss *l, const float *logits, const int32_t *labels, float scale, float *probs,
                       float *dlogits, double *loss_sum, long *correct, const struct dnn *d, struct error *err);
 

@@ -471,6 +471,7 @@ static int train_batch(struct net *net, const struct net_batch *b, int global_ba
     stats->loss_sum = 0;
     stats->correct = 0;
     double t0 = net->timing ? now_s() : 0;
+    p->loss.smoothing = net->label_smoothing;
     rc = loss_softmax_xent(&p->loss, logits, b->labels, 1.0f / (float)global_batch, p->probs, p->dlogits,
                            &stats->loss_sum, &stats->correct, &net->dnn, err);
     if (rc)

@@ -40,6 +40,7 @@ struct net {
     step_sum_fn sum;           /* the sum over ranks of a training step (layer.h); NULL: one process */
     void *sum_arg;
     double *sum_zeros;         /* what a rank with nothing to add sums (net_train_skip) */
+    float label_smoothing;     /* of the training loss (loss.h); 0: none. Inference is never smoothed */
 };
 
 /* Builds the network for m (copied). Parameters are zero until net_init_params or a load. */

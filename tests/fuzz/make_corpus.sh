@@ -55,6 +55,8 @@ printf 'Input(shape=(28, 28, 1))\nConv2D(16, 2, padding="same", activation="relu
 printf 'Input(shape=(12, 12, 1))\nConv2D(8, 3, paddin="same")\nBatchNormalization()\nDense(4, activation=softmax)\nDropout(1.0)\n' \
   >"$corpus/model_parse/mistakes.model"
 printf 'Input(shape=(4, 4, 1))\nFlatten()\nDense(2, activation=\x27softmax\x27)\n' >"$corpus/model_parse/tiny.model"
+printf 'Input(shape=(8, 8, 1))\nConv2D(4, 2, kernel_regularizer=regularizers.l2(1e-4))\nFlatten()\nDense(3, activation="softmax", kernel_regularizer=l1_l2(l1=0.0, l2=5e-4))\n' \
+  >"$corpus/model_parse/regularizer.model"
 
 # ---- checkpoints: a tiny model trained a few steps with each optimizer; one without /trainer (a Keras file) ---
 cp "$corpus/model_parse/tiny.model" "$work/tiny.model"
@@ -77,6 +79,9 @@ cp "$corpus/checkpoint/conv_adam.h5" "$corpus/checkpoint/keras_only.h5"
 config() { h5dump -w 0 -a /model_config "$1" | sed -n 's/^ *(0): "\(.*\)"$/\1/p'; }
 config "$fixtures/keras/cifar10_cnn_keras2.1.3.h5" >"$corpus/keras_config/cifar10_cnn_keras2.1.3.json"
 config "$corpus/checkpoint/conv_sgd.h5" >"$corpus/keras_config/conv.json"
+"$trainer" train --model "$corpus/model_parse/regularizer.model" --data "$work/d8.h5" --max-steps 1 --batch-size 8 \
+  --quiet --checkpoint "$work/regularizer.h5"
+config "$work/regularizer.h5" >"$corpus/keras_config/regularizer.json"
 "$make_dataset" "$work/d16.h5" 8 16 3 1
 "$trainer" train --model "$corpus/model_parse/every_layer.model" --data "$work/d16.h5" --max-steps 1 --quiet \
   --checkpoint "$work/every.h5"
