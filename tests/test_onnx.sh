@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# test_onnx.sh TRAINER DATA_DIR FIXTURES TOOLS_DIR INSTALL_DEPS [TEST_ONNX_GRAPH]: `trainer export onnx` checked
+# test_onnx.sh TRAINER DATA_DIR FIXTURES TOOLS_DIR INSTALL_DEPS [TEST_ONNX_GRAPH [MAKE_DATASET]]: `trainer export onnx` checked
 # outside the trainer: python3-onnx's checker and shape inference, then OpenCV's dnn module and a numpy evaluator
 # of the ONNX operators (tests/tools/onnx_check.py) give `trainer predict`'s probabilities to 1e-5, for the
 # presets, a model with BatchNormalization, every chain layer kind and the real Keras fixture (also against its
 # reference outputs); float and uint8 inputs, batch 1, a fixed batch and a dynamic one, opsets 11 to 17. Then the
-# graph kinds (Add, Concatenate, ZeroPadding2D, augmentation) from TEST_ONNX_GRAPH, and bad input: one line, the
-# documented exit code, no file left. Prints "N passed, N failed"; exits non-zero when a check fails.
+# graph kinds (Add, Concatenate, ZeroPadding2D, augmentation) from TEST_ONNX_GRAPH; RandomCrop at inference
+# (smart_resize: a resize after ZeroPadding2D, a non-square window, an enlargement); a checkpoint trained on
+# MAKE_DATASET's named classes keeps them in the metadata; and bad input: one line, the documented exit code, no
+# file left. Prints "N passed, N failed"; exits non-zero when a check fails.
 set -u
-trainer=$1 data=$2 fixtures=$3 tools=$4 install_deps=$5 graph_test=${6:-}
+trainer=$1 data=$2 fixtures=$3 tools=$4 install_deps=$5 graph_test=${6:-} make_dataset=${7:-}
 py=/usr/bin/python3 check="$tools/onnx_check.py"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -86,6 +88,30 @@ model kinds "$data/onnx_kinds.model" d15.h5 && {
   export_check kinds d15.h5 --input uint8 --batch 7 --opset 11
 }
 
+# ---- RandomCrop at inference: Keras's smart_resize as Slice and Resize (linear, half-pixel centres) -------------------
+model crop "$data/onnx_crop.model" d28.h5 && {
+  export_check crop d28.h5
+  export_check crop d28.h5 --input uint8 --batch 1 --opset 11
+}
+model cropwide "$data/onnx_crop_wide.model" d28.h5 && export_check cropwide d28.h5 --opset 17 --batch 8
+model cropup "$data/onnx_crop_up.model" d32.h5 && export_check cropup d32.h5 --input uint8 --opset 12
+
+# ---- the class names: a dataset's names go into the checkpoint and from it into the metadata (onnx_check.py
+# compares them with the dataset's own) ----------------------------------------------------------------------------------
+if [ -z "$make_dataset" ]; then
+  bad "no MAKE_DATASET given: the class names are not checked"
+elif "$make_dataset" dnamed.h5 48 12 4 9 && model named "$data/small.model" dnamed.h5; then
+  export_check named dnamed.h5
+  # make_dataset's first four names, written here: not read back through the code under test.
+  "$py" -c 'import json, sys, onnx
+meta = {p.key: p.value for p in onnx.load(sys.argv[1]).metadata_props}
+sys.exit(json.loads(meta.get("class_names", "null")) != ["nw", "n", "ne", "w"])' named.onnx &&
+    ok "class_names in the ONNX metadata: [\"nw\", \"n\", \"ne\", \"w\"]" ||
+    bad "class_names in the ONNX metadata: $("$trainer" info named.onnx 2>&1 | grep class_names)"
+else
+  bad "make_dataset dnamed.h5"
+fi
+
 # keras_check NAME FILE.h5 IMAGES.h5 REFERENCE.h5 [ARGS...]: a Keras model file exported with each ARGS (default:
 # three ways), each giving predict's probabilities and the file's independently computed REFERENCE.h5.
 keras_check() {
@@ -132,7 +158,7 @@ cp info.onnx noext && "$trainer" info noext | grep -q 'ONNX model' && ok "info k
 if [ -n "$graph_test" ]; then
   if TEST_ONNX_OUT=$work "$graph_test" >graph.txt 2>&1; then
     ok "test_onnx_graph"
-    pycheck "graph kinds as ONNX = the equivalent chain" same graph.onnx chain.onnx d10.h5 8 8
+    pycheck "graph kinds as ONNX = the equivalent chain" same graph.onnx chain.onnx d10.h5 8 10
   else
     bad "test_onnx_graph: $(tail -20 graph.txt)"
   fi

@@ -1,8 +1,9 @@
 /* test_onnx_graph.c: the ONNX export of graph models, walked by their edges: the kinds that graph models and
  * augmentation bring (Add, Concatenate, ZeroPadding2D, RandomFlip, RandomCrop), the real kinds where the layer
  * table has them and else stand-ins with only a name and a shape (the export knows kinds by name), in a model that
- * computes what a plain chain computes (test_onnx.sh runs both files);
- * and the refusals: a kind with no ONNX form, an opset out of range, an unwritable path, each leaving no file. */
+ * computes what a plain chain computes (test_onnx.sh runs both files); the nodes RandomCrop becomes for each
+ * shape (smart_resize: Slice to the window, Resize, both or none); and the refusals: a kind with no ONNX form, an
+ * opset out of range, an unwritable path, each leaving no file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,12 +43,12 @@ static int concat_infer(struct layer_spec *s, struct error *err)
     return ERR_OK;
 }
 
-enum { CROP = 8 };
 static int crop_infer(struct layer_spec *s, struct error *err)
 {
     (void)err;
     s->out = s->in;
-    s->out.h = s->out.w = CROP;
+    s->out.h = s->u.aug.height;
+    s->out.w = s->u.aug.width;
     return ERR_OK;
 }
 
@@ -61,8 +62,8 @@ static const struct layer_ops stub_crop = {
     .name = "RandomCrop", .keras_prefix = "random_crop", .infer = crop_infer, .to_text = stub_text};
 static const struct layer_ops stub_lstm = {.name = "LSTM", .keras_prefix = "lstm", .to_text = stub_text};
 
-/* The layer table's kind of that name, else the stand-in. The augmentation layers stay stand-ins: their
- * configuration is theirs, and the export reads only their name and shapes. */
+/* The layer table's kind of that name, else the stand-in. RandomFlip stays a stand-in: the export reads only its
+ * name and shapes. */
 static const struct layer_ops *kind(const struct layer_ops *stub)
 {
     const struct layer_ops *real = layer_find(stub->name);
@@ -92,14 +93,18 @@ static void conv(struct layer_spec *s, int filters, int k, int same, enum activa
 }
 
 /* Named as users may name layers: the Input `images` and the Add `probabilities`, the graph's own names.
- * 10x10x2 -> RandomCrop 8x8 -> RandomFlip -> ZeroPadding2D(1) -> conv a, conv b (3x3 valid, linear, both on the
- * padded image) -> Add(a, b) -> Concatenate(add, a) -> relu -> GlobalAveragePooling2D -> Dense(4, softmax).
+ * 10x10x2 -> RandomCrop(8, 10) -> RandomFlip -> ZeroPadding2D(1) -> conv a, conv b (3x3 valid, linear, both on
+ * the padded image) -> Add(a, b) -> Concatenate(add, a) -> relu -> GlobalAveragePooling2D -> Dense(4, softmax).
+ * At inference RandomCrop(8, 10) on 10 x 10 is smart_resize's 8 x 10 window at row 1 and no resize: the centre
+ * crop that the chain's images get (onnx_check.py same ... 8 10).
  * The edges skip back (conv b and the Concatenate do not read the layer before them). */
 static void graph_model(struct model *m, const struct layer_ops *extra)
 {
     memset(m, 0, sizeof *m);
     add_layer(m, &layer_input, "images", 0)->u.input = (struct input_cfg){10, 10, 2};
-    add_layer(m, &stub_crop, "random_crop_1", 1, 0);
+    struct layer_spec *crop = add_layer(m, kind(&stub_crop), "random_crop_1", 1, 0);
+    crop->u.aug.height = 8;
+    crop->u.aug.width = 10;
     add_layer(m, &stub_flip, "random_flip_1", 1, 1);
     add_layer(m, kind(&stub_pad), "zero_padding2d_1", 1, 2)->u.pad = (struct zero_pad_cfg){1, 1, 1, 1};
     conv(add_layer(m, &layer_conv2d, "conv2d_a", 1, 3), 3, 3, 0, ACT_LINEAR);
@@ -114,7 +119,7 @@ static void graph_model(struct model *m, const struct layer_ops *extra)
         (struct dense_cfg){.units = 4, .use_bias = 1, .act = ACT_SOFTMAX};
 }
 
-static const char chain_text[] = "Input(shape=(8, 8, 2))\n"
+static const char chain_text[] = "Input(shape=(8, 10, 2))\n"
                                  "Conv2D(6, 3, padding='same', activation='relu')\n"
                                  "GlobalAveragePooling2D()\n"
                                  "Dense(4, activation='softmax')\n";
@@ -206,7 +211,8 @@ static void test_graph_and_chain(void **state)
 
     static struct onnx_info info;
     assert_int_equal(onnx_info_read(path("graph.onnx"), &info, &err), ERR_OK);
-    assert_int_equal(op_count(&info, "Slice"), 1);  /* the centre crop */
+    assert_int_equal(op_count(&info, "Slice"), 1);  /* the window, at the target's size: no Resize */
+    assert_int_equal(op_count(&info, "Resize"), 0);
     assert_int_equal(op_count(&info, "Pad"), 1);
     assert_int_equal(op_count(&info, "Conv"), 2);
     assert_int_equal(op_count(&info, "Add"), 1);
@@ -221,6 +227,46 @@ static void test_graph_and_chain(void **state)
     assert_true(found);
     free(gw);
     free(cw);
+}
+
+/* Input (h, w, 1) -> [ZeroPadding2D(pad)] -> RandomCrop(oh, ow) -> GlobalAveragePooling2D -> Dense(2): the
+ * Slice and Resize nodes RandomCrop becomes. */
+static void crop_case(int h, int w, int pad, int oh, int ow, int slices, int resizes)
+{
+    static struct model m;
+    static struct onnx_info info;
+    struct error err = {0};
+    memset(&m, 0, sizeof m);
+    add_layer(&m, &layer_input, "images", 0)->u.input = (struct input_cfg){h, w, 1};
+    if (pad)
+        add_layer(&m, kind(&stub_pad), "zero_padding2d_1", 1, 0)->u.pad = (struct zero_pad_cfg){pad, pad, pad, pad};
+    struct layer_spec *crop = add_layer(&m, kind(&stub_crop), "random_crop_1", 1, m.n_layers - 1);
+    crop->u.aug.height = oh;
+    crop->u.aug.width = ow;
+    add_layer(&m, &layer_global_average_pooling2d, "gap_1", 1, m.n_layers - 1);
+    add_layer(&m, &layer_dense, "dense_1", 1, m.n_layers - 1)->u.dense =
+        (struct dense_cfg){.units = 2, .use_bias = 1, .act = ACT_SOFTMAX};
+    infer_ok(&m);
+    float *params = calloc(m.n_params, sizeof(float));
+    assert_non_null(params);
+    struct onnx_export_opts o = {.opset = 11};
+    assert_int_equal(onnx_export(path("crop_forms.onnx"), &m, params, &o, NULL, 0, "crop", &err), ERR_OK);
+    assert_int_equal(onnx_info_read(path("crop_forms.onnx"), &info, &err), ERR_OK);
+    assert_int_equal(op_count(&info, "Slice"), slices);
+    assert_int_equal(op_count(&info, "Resize"), resizes);
+    assert_int_equal(info.n_nodes, 1 + !!pad + slices + resizes + 2 + 2); /* Transpose; GAP, Flatten; Gemm, Softmax */
+    remove(path("crop_forms.onnx"));
+    free(params);
+}
+
+static void test_random_crop_forms(void **state)
+{
+    (void)state;
+    crop_case(28, 28, 0, 28, 28, 0, 0); /* the target's size: unchanged */
+    crop_case(28, 28, 2, 28, 28, 0, 1); /* 32 x 32 padded -> 28 x 28: the whole image is the window */
+    crop_case(28, 28, 0, 20, 24, 1, 1); /* the 23 x 28 window, resized */
+    crop_case(10, 10, 0, 8, 10, 1, 0);  /* an 8 x 10 window is the target: no resize */
+    crop_case(32, 32, 0, 40, 30, 1, 1); /* larger than the image: the 32 x 24 window, resized up */
 }
 
 static void test_refusals(void **state)
@@ -260,6 +306,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_and_chain),
+        cmocka_unit_test(test_random_crop_forms),
         cmocka_unit_test(test_refusals),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -328,13 +328,20 @@ static void resize_weights(long in, long out, long i, long *lo, long *hi, float 
     *lerp = c - f;
 }
 
-void augment_smart_resize(const float *x, struct augment_image in, float *y, int oh, int ow)
+void augment_smart_window(int h, int w, int oh, int ow, long *y_start, long *x_start, long *ch, long *cw)
 {
     /* Keras's crop to the target's aspect ratio, with its float32 casts. */
-    long ch = (long)((float)((long)in.w * oh) / (float)ow), cw = (long)((float)((long)in.h * ow) / (float)oh);
-    ch = ch < in.h ? ch : in.h;
-    cw = cw < in.w ? cw : in.w;
-    long y_start = (long)((float)(in.h - ch) / 2), x_start = (long)((float)(in.w - cw) / 2);
+    long wh = (long)((float)((long)w * oh) / (float)ow), ww = (long)((float)((long)h * ow) / (float)oh);
+    *ch = wh < h ? wh : h;
+    *cw = ww < w ? ww : w;
+    *y_start = (long)((float)(h - *ch) / 2);
+    *x_start = (long)((float)(w - *cw) / 2);
+}
+
+void augment_smart_resize(const float *x, struct augment_image in, float *y, int oh, int ow)
+{
+    long y_start, x_start, ch, cw;
+    augment_smart_window(in.h, in.w, oh, ow, &y_start, &x_start, &ch, &cw);
     for (int oy = 0; oy < oh; oy++) {
         long ya, yb;
         float ly;

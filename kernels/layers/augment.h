@@ -35,6 +35,9 @@ size_t augment_scratch_bytes(struct augment_image im);
 /* y (oh, ow, c) = x (h, w, c) resized as Keras's smart_resize does it: the largest centred crop with the target's
  * aspect ratio, then tf.image.resize bilinear (half-pixel centres, no antialiasing). */
 void augment_smart_resize(const float *x, struct augment_image in, float *y, int oh, int ow);
+/* smart_resize's window in an h x w image for an oh x ow target: ch x cw from (y_start, x_start) (the ONNX
+ * export writes the same window). */
+void augment_smart_window(int h, int w, int oh, int ow, long *y_start, long *x_start, long *ch, long *cw);
 
 /* ---- parsing and text ---- */
 

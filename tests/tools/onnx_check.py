@@ -3,7 +3,8 @@
 
   onnx_check.py check MODEL.onnx IMAGES.h5 REFERENCE.h5 [REFERENCE2.h5 ...]
       python3-onnx's checker (full_check) and strict shape inference; the graph's interface (input `images`
-      (N, H, W, C) float or uint8, output `probabilities` (N, classes), producer and metadata); then the model
+      (N, H, W, C) float or uint8, output `probabilities` (N, classes), producer and metadata, the metadata's
+      class_names the JSON array of IMAGES.h5's class_names, none when it has none); then the model
       run on IMAGES.h5's /images by OpenCV's dnn module, by this file's own numpy evaluator of the ONNX
       operators (written from the ONNX operator specification, float64), and by onnx.reference when the
       installed onnx has it: each must give every REFERENCE's /probabilities to 1e-5 (max abs difference).
@@ -20,6 +21,7 @@
       B gets the centre H x W crop of the images.
 Prints one "ok - ..." or "FAIL - ..." line per check; exits 1 when one fails.
 """
+import json
 import sys
 
 import h5py
@@ -130,6 +132,32 @@ def slice_(ins):
     return x[tuple(index)]
 
 
+def linear_axis(x, axis, scale):
+    """Resize linear along one axis with half-pixel centres: output i reads the input at (i + 0.5) / scale - 0.5,
+    between its floor and the next index, both clamped to the image (the specification's edge padding)."""
+    n_in = x.shape[axis]
+    n_out = int(np.floor(n_in * np.float64(scale)))
+    c = (np.arange(n_out) + 0.5) / np.float64(scale) - 0.5
+    lo = np.floor(c)
+    frac = (c - lo).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+    lo = lo.astype(int)
+    a = np.take(x, np.clip(lo, 0, n_in - 1), axis=axis)
+    b = np.take(x, np.clip(lo + 1, 0, n_in - 1), axis=axis)
+    return a * (1 - frac) + b * frac
+
+
+def resize(ins, a):
+    x = ins[0]
+    assert a.get("mode") == b"linear" and a.get("coordinate_transformation_mode") == b"half_pixel"
+    scales = ins[2] if len(ins) > 2 and ins[2] is not None and ins[2].size else None
+    if scales is None:  # sizes: the scale is the output over the input size
+        scales = np.asarray(ins[3], dtype=np.float64) / np.asarray(x.shape, dtype=np.float64)
+    for axis in range(x.ndim):
+        if scales[axis] != 1:
+            x = linear_axis(x, axis, scales[axis])
+    return x
+
+
 def flatten(x, axis):
     return x.reshape(int(np.prod(x.shape[:axis])), -1)
 
@@ -159,6 +187,7 @@ def run_node(node, ins):
         "Concat": lambda: np.concatenate(ins, axis=a["axis"]),
         "Pad": lambda: pad(ins, a),
         "Slice": lambda: slice_(ins),
+        "Resize": lambda: resize(ins, a),
     }
     if op not in table:
         raise ValueError("numpy evaluator: no operator " + op)
@@ -222,7 +251,7 @@ def inputs_for(model, images):
     return images.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def check_interface(path, model, images, classes):
+def check_interface(path, model, images, classes, names):
     inp, out = model.graph.input, model.graph.output
     dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in inp[0].type.tensor_type.shape.dim]
     odims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in out[0].type.tensor_type.shape.dim]
@@ -232,6 +261,21 @@ def check_interface(path, model, images, classes):
     meta = {p.key: p.value for p in model.metadata_props}
     report(model.producer_name == "trainer" and "trainer_version" in meta,
            f"{path}: producer {model.producer_name} {model.producer_version}, metadata {sorted(meta)}")
+    # A checkpoint trained on named classes keeps the dataset's names, and the export writes them as a JSON array.
+    got = meta.get("class_names")
+    try:
+        got_names = json.loads(got) if got is not None else None
+    except ValueError:
+        got_names = "not JSON"
+    report(got_names == names, f"{path}: class_names {got}, the data's {names}")
+
+
+def dataset_names(f):
+    """The dataset's class_names (on the root group, or on /labels as some converters put them), or None."""
+    for obj in (f, f["labels"]):
+        if "class_names" in obj.attrs:
+            return [n.decode() if isinstance(n, bytes) else str(n) for n in obj.attrs["class_names"]]
+    return None
 
 
 def compare(path, what, got, refs):
@@ -251,9 +295,10 @@ def check(path, images_path, ref_paths):
     except Exception as e:  # the checker's own exception types vary between onnx versions
         report(False, f"{path}: checker: {str(e).splitlines()[0]}")
         return
-    images = h5py.File(images_path, "r")["images"][:]
+    with h5py.File(images_path, "r") as f:
+        images, names = f["images"][:], dataset_names(f)
     refs = [(p, h5py.File(p, "r")["probabilities"][:].astype(np.float64)) for p in ref_paths]
-    check_interface(path, model, images, refs[0][1].shape[1])
+    check_interface(path, model, images, refs[0][1].shape[1], names)
     x = inputs_for(model, images)
     compare(path, "OpenCV dnn", opencv(path, model, x), refs)
     compare(path, "the numpy evaluator", in_batches(model, x, lambda c: evaluate(model, c)), refs)

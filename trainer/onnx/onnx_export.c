@@ -3,11 +3,13 @@
  * output. */
 #include "onnx_export.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "augment.h"
 #include "onnx_graph.h"
 
 /* How a layer's output is laid out in the graph: images in NCHW (ONNX's Conv and pools), vectors (N, C). */
@@ -344,22 +346,57 @@ static int emit_zero_padding(struct exporter *x, const struct layer_spec *s, str
     return ERR_OK;
 }
 
-/* RandomCrop at inference: the centre of the image when the crop is smaller, else the image as is. */
+/* Resize's scale for in -> out: out / in as a float32, raised to the next float while in x scale < out, so that
+ * floor(in x scale), the output size runtimes compute (in float or double), is out. */
+static float resize_scale(long in, long out)
+{
+    float s = (float)out / (float)in;
+    while ((double)s * (double)in < (double)out)
+        s = nextafterf(s, INFINITY);
+    return s;
+}
+
+/* RandomCrop at inference is Keras's smart_resize (kernels/random_crop.c): `Slice` to the centred window with the
+ * target's aspect ratio (augment_smart_window, the trainer's own rounding) when it is not the whole image, then
+ * `Resize` linear with half-pixel centres, tf.image.resize's bilinear without antialiasing, when the window is not
+ * the target's size. The activations are NCHW already: H and W are axes 2 and 3. Resize takes scales, not sizes:
+ * sizes would fix the batch. An image of the target's size is unchanged: nothing is written. */
 static int emit_random_crop(struct exporter *x, const struct layer_spec *s, struct tensor *out, struct error *err)
 {
     const struct tensor *in = input(x, s, 0);
     if (s->out.h == s->in.h && s->out.w == s->in.w)
         return emit_identity(x, s, out, err);
-    if (in->layout != LAYOUT_NCHW || s->out.h > s->in.h || s->out.w > s->in.w)
-        return refuse(x, s, err, "its output is not a crop of its input");
-    int64_t top = (s->in.h - s->out.h) / 2, left = (s->in.w - s->out.w) / 2;
-    int64_t starts[2] = {top, left}, ends[2] = {top + s->out.h, left + s->out.w}, axes[2] = {2, 3};
-    const char *ins[4] = {in->name, sub_name(x, s, "starts"), sub_name(x, s, "ends"), sub_name(x, s, "axes")};
-    onnx_graph_init_i64(x->g, ins[1], starts, 2);
-    onnx_graph_init_i64(x->g, ins[2], ends, 2);
-    onnx_graph_init_i64(x->g, ins[3], axes, 2);
+    if (in->layout != LAYOUT_NCHW)
+        return refuse(x, s, err, "its input is not an image");
+    long top, left, ch, cw;
+    augment_smart_window(s->in.h, s->in.w, s->out.h, s->out.w, &top, &left, &ch, &cw);
+    int resize = ch != s->out.h || cw != s->out.w;
     *out = (struct tensor){out_name(x, s), LAYOUT_NCHW};
-    onnx_graph_node(x->g, "Slice", ins, 4, out->name);
+    const char *window = in->name;
+    if (ch != s->in.h || cw != s->in.w) {
+        int64_t starts[2] = {top, left}, ends[2] = {top + ch, left + cw}, axes[2] = {2, 3};
+        const char *ins[4] = {in->name, sub_name(x, s, "starts"), sub_name(x, s, "ends"), sub_name(x, s, "axes")};
+        onnx_graph_init_i64(x->g, ins[1], starts, 2);
+        onnx_graph_init_i64(x->g, ins[2], ends, 2);
+        onnx_graph_init_i64(x->g, ins[3], axes, 2);
+        window = resize ? sub_name(x, s, "window") : out->name;
+        onnx_graph_node(x->g, "Slice", ins, 4, window);
+    }
+    if (resize) {
+        /* roi is an input before opset 13 and unused by half_pixel: empty, as it may be in every opset. */
+        const char *ins[3] = {window, sub_name(x, s, "roi"), sub_name(x, s, "scales")};
+        int64_t none[1] = {0}, four[1] = {4};
+        onnx_graph_init_f32(x->g, ins[1], none, 1);
+        float *scales = onnx_graph_init_f32(x->g, ins[2], four, 1);
+        if (scales) {
+            scales[0] = scales[1] = 1.0f;
+            scales[2] = resize_scale(ch, s->out.h);
+            scales[3] = resize_scale(cw, s->out.w);
+        }
+        Onnx__NodeProto *n = onnx_graph_node(x->g, "Resize", ins, 3, out->name);
+        onnx_graph_attr_string(x->g, n, "mode", "linear");
+        onnx_graph_attr_string(x->g, n, "coordinate_transformation_mode", "half_pixel");
+    }
     return ERR_OK;
 }
 

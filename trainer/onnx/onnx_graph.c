@@ -198,6 +198,17 @@ void onnx_graph_attr_float(struct onnx_graph *g, Onnx__NodeProto *node, const ch
     }
 }
 
+void onnx_graph_attr_string(struct onnx_graph *g, Onnx__NodeProto *node, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = new_attr(g, node, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    char *copy = a ? arena_strdup(g, v) : NULL;
+    if (copy) {
+        a->has_s = 1;
+        a->s.len = strlen(copy);
+        a->s.data = (uint8_t *)copy;
+    }
+}
+
 /* A tensor header with its dims; the data is the caller's. */
 static Onnx__TensorProto *new_tensor(struct onnx_graph *g, const char *name, int type, const int64_t *dims,
                                      int rank)

@@ -27,6 +27,7 @@ void onnx_graph_attr_int(struct onnx_graph *g, Onnx__NodeProto *node, const char
 void onnx_graph_attr_ints(struct onnx_graph *g, Onnx__NodeProto *node, const char *name, const int64_t *v,
                           int n);
 void onnx_graph_attr_float(struct onnx_graph *g, Onnx__NodeProto *node, const char *name, float v);
+void onnx_graph_attr_string(struct onnx_graph *g, Onnx__NodeProto *node, const char *name, const char *v);
 
 /* An initializer float32 tensor of these dims, stored as raw little-endian bytes: returns its (zeroed)
  * values for the caller to fill, or NULL. */
