@@ -9,7 +9,7 @@
 # `test accuracy: X`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 . "$here/common.sh"
 epochs=${EPOCHS:-25}
 

@@ -7,7 +7,7 @@
 # (see common.sh). Ends with the `time to P: S s` lines and `test accuracy: X`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 . "$here/common.sh"
 epochs=${EPOCHS:-40}
 
