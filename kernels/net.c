@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bn_relu.h"
 #include "conv_pool.h"
 #include "loss.h"
 #include "rng.h"
@@ -59,7 +60,8 @@ static int relu_bwd_moves(const struct model *m, int i, int fuse)
 }
 
 /* Creates every layer of the plan in model order: each layer's src layout is its predecessor's dst. The first
- * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. */
+ * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`; so may a
+ * BatchNormalization and the ReLU (and 2x2 pooling) after it (bn_relu.h). */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
 {
     const struct model *m = &net->model;
@@ -72,8 +74,9 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
         struct layer *l = &p->layers[i];
         const struct layer_spec *s = &m->layers[i];
         int pair = fuse && conv_pool_fusable(m, i);
+        int bn = !pair && fuse ? bn_relu_fusable(m, i) : 0; /* bn_relu.h: layers the BN kernel absorbs */
         l->spec = s;
-        l->ops = pair ? &layer_conv_pool : s->ops;
+        l->ops = pair ? &layer_conv_pool : bn ? bn_relu_ops(bn) : s->ops;
         l->n = p->n;
         l->src_md = p->layers[i - 1].dst_md;
         if (s->n_params > 0) {
@@ -85,7 +88,7 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
         /* The first layer's input gradient is never used: skip computing it. */
         if ((rc = l->ops->create(l, &net->dnn, i > 1, err)))
             return rc;
-        if (pair) {
+        for (int k = 0; k < (pair ? 1 : bn); k++) {
             struct layer *next = &p->layers[++i];
             *next = (struct layer){.spec = &m->layers[i], .ops = m->layers[i].ops, .absorbed = 1, .n = p->n,
                                    .src_md = l->dst_md, .dst_md = l->dst_md, .dst = l->dst};
