@@ -28,6 +28,10 @@
 #else
 #define BR_KERNEL
 #endif
+/* Each loop is written once on a channel block B and inlined into a clone-dispatched wrapper for B = 16, 8 (the
+ * blocked layouts, and nhwc with that many channels) and any: with a variable B, GCC guards the vector loop with
+ * run-time overlap checks that B = 16 failed, and the loops ran scalar (4x slower backward). */
+#define BR_BODY static inline __attribute__((always_inline))
 
 /* The activations as planes of rows of B channels (batchnorm.c's view): plane pl is sample pl / CB, channel
  * block pl % CB; its H x W rows are the positions, its QH x QW pooled rows the windows. */
@@ -91,7 +95,7 @@ const struct layer_ops *bn_relu_ops(int absorbed)
 /* ---- the loops, one plane at a time ------------------------------------------------------------------- */
 
 /* s1 += sum over the plane's rows of x, s2 += of x * x (per channel of the block). */
-BR_KERNEL static void plane_moments(long R, long B, const float *restrict x, double *restrict s1,
+BR_BODY void plane_moments_body(long R, long B, const float *restrict x, double *restrict s1,
                                     double *restrict s2)
 {
     for (long r = 0; r < R; r++) {
@@ -105,7 +109,7 @@ BR_KERNEL static void plane_moments(long R, long B, const float *restrict x, dou
 }
 
 /* y = relu(x * a + b) over the plane. */
-BR_KERNEL static void plane_norm_relu(long R, long B, const float *restrict x, const float *restrict a,
+BR_BODY void plane_norm_relu_body(long R, long B, const float *restrict x, const float *restrict a,
                                       const float *restrict b, float *restrict y)
 {
     for (long r = 0; r < R; r++) {
@@ -121,7 +125,7 @@ BR_KERNEL static void plane_norm_relu(long R, long B, const float *restrict x, c
 
 /* The same, then the maximum of each 2x2 window (the first largest, as pooling.c), and with `where` which
  * position it was and in xmax the input there. Rows and columns no window covers (odd sizes) are not read. */
-BR_KERNEL static void plane_norm_relu_pool(long B, long W, long QH, long QW, const float *restrict x,
+BR_BODY void plane_norm_relu_pool_body(long B, long W, long QH, long QW, const float *restrict x,
                                            const float *restrict a, const float *restrict b, float *restrict y,
                                            uint8_t *restrict where, float *restrict xmax)
 {
@@ -161,7 +165,7 @@ BR_KERNEL static void plane_norm_relu_pool(long B, long W, long QH, long QW, con
 /* Backward's sums over the plane: s1 += g, s2 += g * xhat, where g is dy through the ReLU (0 where y is not
  * > 0) and xhat = (x - mean) * inv. Without pooling x, y, dy are the plane's R rows; with it they are its
  * pooled rows, x being xmax (the input where each maximum was: the gradient is 0 everywhere else). */
-BR_KERNEL static void plane_grad_sums(long R, long B, const float *restrict x, const float *restrict y,
+BR_BODY void plane_grad_sums_body(long R, long B, const float *restrict x, const float *restrict y,
                                       const float *restrict dy, const float *restrict mean,
                                       const float *restrict inv, double *restrict s1, double *restrict s2)
 {
@@ -180,7 +184,7 @@ BR_KERNEL static void plane_grad_sums(long R, long B, const float *restrict x, c
 }
 
 /* dx = a * (g - mdy - xhat * mdyx) over the plane (batchnorm.c's formula), g as in plane_grad_sums. */
-BR_KERNEL static void plane_dx(long R, long B, const float *restrict x, const float *restrict y,
+BR_BODY void plane_dx_body(long R, long B, const float *restrict x, const float *restrict y,
                                const float *restrict dy, const float *restrict mean, const float *restrict inv,
                                const float *restrict a, const float *restrict mdy, const float *restrict mdyx,
                                float *restrict dx)
@@ -197,7 +201,7 @@ BR_KERNEL static void plane_dx(long R, long B, const float *restrict x, const fl
 }
 
 /* dx where the gradient g is 0: the rows and columns no pooling window covers. */
-BR_KERNEL static void plane_dx_uncovered(long R, long B, const float *restrict x, const float *restrict mean,
+BR_BODY void plane_dx_uncovered_body(long R, long B, const float *restrict x, const float *restrict mean,
                                          const float *restrict inv, const float *restrict a,
                                          const float *restrict mdy, const float *restrict mdyx, float *restrict dx)
 {
@@ -213,7 +217,7 @@ BR_KERNEL static void plane_dx_uncovered(long R, long B, const float *restrict x
 
 /* The same through the pooling: g is the pooled gradient (through the ReLU of the pooled output) at the
  * position `where` names and 0 at the window's three others and at the rows and columns no window covers. */
-BR_KERNEL static void plane_dx_pool(long B, long H, long W, long QH, long QW, const float *restrict x,
+BR_BODY void plane_dx_pool_body(long B, long H, long W, long QH, long QW, const float *restrict x,
                                     const float *restrict y, const float *restrict dy,
                                     const uint8_t *restrict where, const float *restrict mean,
                                     const float *restrict inv, const float *restrict a, const float *restrict mdy,
@@ -236,10 +240,85 @@ BR_KERNEL static void plane_dx_pool(long B, long H, long W, long QH, long QW, co
         }
         if (W % 2)
             for (long r = 2 * oh; r < 2 * oh + 2; r++)
-                plane_dx_uncovered(1, B, x + (r * W + W - 1) * B, mean, inv, a, mdy, mdyx, dx + (r * W + W - 1) * B);
+                plane_dx_uncovered_body(1, B, x + (r * W + W - 1) * B, mean, inv, a, mdy, mdyx,
+                                        dx + (r * W + W - 1) * B);
     }
     if (H % 2)
-        plane_dx_uncovered(W, B, x + (H - 1) * W * B, mean, inv, a, mdy, mdyx, dx + (H - 1) * W * B);
+        plane_dx_uncovered_body(W, B, x + (H - 1) * W * B, mean, inv, a, mdy, mdyx, dx + (H - 1) * W * B);
+}
+
+/* The loops above for the block at hand (BR_BODY). */
+BR_KERNEL static void plane_moments(long R, long B, const float *restrict x, double *restrict s1,
+                                    double *restrict s2)
+{
+    if (B == 16)
+        plane_moments_body(R, 16, x, s1, s2);
+    else if (B == 8)
+        plane_moments_body(R, 8, x, s1, s2);
+    else
+        plane_moments_body(R, B, x, s1, s2);
+}
+
+BR_KERNEL static void plane_norm_relu(long R, long B, const float *restrict x, const float *restrict a,
+                                      const float *restrict b, float *restrict y)
+{
+    if (B == 16)
+        plane_norm_relu_body(R, 16, x, a, b, y);
+    else if (B == 8)
+        plane_norm_relu_body(R, 8, x, a, b, y);
+    else
+        plane_norm_relu_body(R, B, x, a, b, y);
+}
+
+BR_KERNEL static void plane_norm_relu_pool(long B, long W, long QH, long QW, const float *restrict x,
+                                           const float *restrict a, const float *restrict b, float *restrict y,
+                                           uint8_t *restrict where, float *restrict xmax)
+{
+    if (B == 16)
+        plane_norm_relu_pool_body(16, W, QH, QW, x, a, b, y, where, xmax);
+    else if (B == 8)
+        plane_norm_relu_pool_body(8, W, QH, QW, x, a, b, y, where, xmax);
+    else
+        plane_norm_relu_pool_body(B, W, QH, QW, x, a, b, y, where, xmax);
+}
+
+BR_KERNEL static void plane_grad_sums(long R, long B, const float *restrict x, const float *restrict y,
+                                      const float *restrict dy, const float *restrict mean,
+                                      const float *restrict inv, double *restrict s1, double *restrict s2)
+{
+    if (B == 16)
+        plane_grad_sums_body(R, 16, x, y, dy, mean, inv, s1, s2);
+    else if (B == 8)
+        plane_grad_sums_body(R, 8, x, y, dy, mean, inv, s1, s2);
+    else
+        plane_grad_sums_body(R, B, x, y, dy, mean, inv, s1, s2);
+}
+
+BR_KERNEL static void plane_dx(long R, long B, const float *restrict x, const float *restrict y,
+                               const float *restrict dy, const float *restrict mean, const float *restrict inv,
+                               const float *restrict a, const float *restrict mdy, const float *restrict mdyx,
+                               float *restrict dx)
+{
+    if (B == 16)
+        plane_dx_body(R, 16, x, y, dy, mean, inv, a, mdy, mdyx, dx);
+    else if (B == 8)
+        plane_dx_body(R, 8, x, y, dy, mean, inv, a, mdy, mdyx, dx);
+    else
+        plane_dx_body(R, B, x, y, dy, mean, inv, a, mdy, mdyx, dx);
+}
+
+BR_KERNEL static void plane_dx_pool(long B, long H, long W, long QH, long QW, const float *restrict x,
+                                    const float *restrict y, const float *restrict dy,
+                                    const uint8_t *restrict where, const float *restrict mean,
+                                    const float *restrict inv, const float *restrict a, const float *restrict mdy,
+                                    const float *restrict mdyx, float *restrict dx)
+{
+    if (B == 16)
+        plane_dx_pool_body(16, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
+    else if (B == 8)
+        plane_dx_pool_body(8, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
+    else
+        plane_dx_pool_body(B, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
 }
 
 /* ---- runtime ---------------------------------------------------------------------------------------- */
