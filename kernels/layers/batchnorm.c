@@ -10,7 +10,7 @@
  * optimizer folds the sums in with the momentum. So each average is updated once, by whichever rank owns that
  * part of the slab, in every exchange mode, and a checkpoint holds them as Keras's non-trainable weights.
  *
- * The layer runs on its input's own layout when that is nhwc, (n, c), nChw8c or nChw16c (native_block), and
+ * The layer runs on its input's own layout when that is nhwc, (n, c), nChw8c or nChw16c (bn_native_block), and
  * on a plain copy otherwise. Sums are in double, in fixed per-thread chunks added in thread order, so that a
  * run is bit-identical to the next with the same ranks and threads. */
 #include <math.h>
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchnorm.h"
 #include "layer_common.h"
 
 struct bn_priv {
@@ -31,19 +32,13 @@ struct bn_priv {
     double *local;               /* (2c,) this rank's sum x and sum x^2 of the last training forward */
     double *mean;                /* (c,) the global batch's, of that forward */
     long c;                      /* channels */
-    long planes, R, B, CB;       /* the layout's view (native_block): planes of R rows of B channels, CB
+    long planes, R, B, CB;       /* the layout's view (bn_native_block): planes of R rows of B channels, CB
                                     blocks per sample */
     int copied;                  /* 1: the input is copied to plain dst first (a layout not taken as is) */
     int threads;
 };
 
-/* Offsets of the layer's tensors relative to params[0] (l->w): gamma and beta when present, then the two
- * moving averages. */
-struct bn_parts {
-    long gamma, beta, mean, var; /* -1: absent */
-};
-
-static struct bn_parts parts_of(const struct layer_spec *s)
+struct bn_parts bn_parts_of(const struct layer_spec *s)
 {
     struct bn_parts p = {-1, -1, -1, -1};
     for (int i = 0; i < s->n_params; i++) {
@@ -136,7 +131,7 @@ static void bn_init_params(const struct layer_spec *spec, float *w, double (*rnd
 {
     (void)rnd;
     (void)state;
-    const struct bn_parts p = parts_of(spec);
+    const struct bn_parts p = bn_parts_of(spec);
     const long c = spec->in.c;
     for (long i = 0; i < c; i++) {
         if (p.gamma >= 0)
@@ -155,13 +150,16 @@ static void bn_init_params(const struct layer_spec *spec, float *w, double (*rnd
  * sample); nChw8c / nChw16c, what a Conv2D hands over, are blocks of 8 or 16 (channels past C in the last
  * block are padding, kept 0). On those layouts the layer reads and writes its input's layout as it is; any
  * other goes through a plain copy. */
-static int native_block(const struct layer *l)
+int bn_native_block(const struct layer *l, dnnl_format_tag_t *tag)
 {
     const struct shape *s = &l->spec->in;
     dnnl_memory_desc_t md;
     struct error ignored = {0};
-    if (s->rank == 1)
+    if (s->rank == 1) {
+        if (tag)
+            *tag = dnnl_nc;
         return dnn_md_nc(&md, l->n, s->c, &ignored) == ERR_OK && dnnl_memory_desc_equal(&md, &l->src_md) ? s->c : 0;
+    }
     dnnl_dims_t dims = {l->n, s->c, s->h, s->w};
     static const struct {
         dnnl_format_tag_t tag;
@@ -169,8 +167,11 @@ static int native_block(const struct layer *l)
     } tags[] = {{dnnl_acdb, 0}, {dnnl_aBcd8b, 8}, {dnnl_aBcd16b, 16}};
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
         if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tags[i].tag) == dnnl_success &&
-            dnnl_memory_desc_equal(&md, &l->src_md))
+            dnnl_memory_desc_equal(&md, &l->src_md)) {
+            if (tag)
+                *tag = tags[i].tag;
             return tags[i].block ? tags[i].block : s->c;
+        }
     return 0;
 }
 
@@ -204,7 +205,7 @@ static int bn_create(struct layer *l, const struct dnn *d, int need_diff_src, st
         return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
     l->priv = p;
     p->c = s->c;
-    int native = native_block(l);
+    int native = bn_native_block(l, NULL);
     p->B = native ? native : s->c;
     p->CB = (s->c + p->B - 1) / p->B;
     p->R = (long)s->h * s->w;
@@ -297,7 +298,7 @@ static double global_count(const struct layer *l, const struct step_ctx *ctx)
 static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
 {
     struct bn_priv *p = l->priv;
-    const struct bn_parts q = parts_of(l->spec);
+    const struct bn_parts q = bn_parts_of(l->spec);
     const double eps = l->spec->u.bn.epsilon;
     const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, c = p->c;
     float *y = dnn_ptr(l->dst);
@@ -368,7 +369,7 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
                        struct error *err)
 {
     struct bn_priv *p = l->priv;
-    const struct bn_parts q = parts_of(l->spec);
+    const struct bn_parts q = bn_parts_of(l->spec);
     const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, c = p->c;
     const float *dy = dnn_ptr(diff_dst); /* in dst_md */
     const float *w = l->w;

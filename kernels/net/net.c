@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bn_relu.h"
 #include "conv_pool.h"
 #include "loss.h"
 #include "rng.h"
@@ -81,7 +82,8 @@ static int runs_backward(const struct layer_spec *s) { return s->n_params > 0 ||
 static dnnl_memory_t output_of(const struct net_plan *p, int j) { return j == 0 ? p->x_mem : p->layers[j].dst; }
 
 /* Creates every layer of the plan in model order: each layer's src layouts are its inputs' dst layouts. The first
- * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`. A layer whose
+ * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`; so may a
+ * BatchNormalization and the ReLU (and 2x2 pooling) after it (bn_relu.h). A layer whose
  * output several layers read gets a buffer where backward sums their gradients. */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
 {
@@ -97,8 +99,9 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
         struct layer *l = &p->layers[i];
         const struct layer_spec *s = &m->layers[i];
         int pair = fuse && sole_reader_is_next(m, i) && conv_pool_fusable(m, i);
+        int bn = !pair && fuse ? bn_relu_fusable(m, i) : 0; /* bn_relu.h: layers the BN kernel absorbs */
         l->spec = s;
-        l->ops = pair ? &layer_conv_pool : s->ops;
+        l->ops = pair ? &layer_conv_pool : bn ? bn_relu_ops(bn) : s->ops;
         l->n = p->n;
         for (int k = 0; k < s->n_inputs; k++) {
             l->src_mds[k] = p->layers[s->inputs[k]].dst_md;
@@ -115,7 +118,7 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
             return rc;
         if (s->n_readers > 1 && runs_backward(s) && (rc = dnn_mem(&p->acc[i], &l->dst_md, &net->dnn, NULL, err)))
             return rc;
-        if (pair) {
+        for (int k = 0; k < (pair ? 1 : bn); k++) {
             struct layer *next = &p->layers[++i];
             *next = (struct layer){.spec = &m->layers[i], .ops = m->layers[i].ops, .absorbed = 1, .n = p->n,
                                    .src_md = l->dst_md, .dst_md = l->dst_md, .dst = l->dst};
