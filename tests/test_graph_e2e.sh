@@ -34,7 +34,7 @@ mpi 2 "$trainer" predict --checkpoint "$kf/resnet20v1_cifar10_tfkeras2.2.4.h5" -
 
 # resnet20: 30 steps of a global batch of 16 on 1, 2 and 4 ranks. A 20-layer network with BatchNormalization is
 # chaotic: at usual learning rates the roundings of a different summation order (another rank count, or only
-# another thread count on one rank) grow past 1e-4 in 30 steps, as much one way as the other (BENCHMARKS.md item 15).
+# another thread count on one rank) grow past 1e-4 in 30 steps, as much one way as the other (BENCHMARKS.md item 16).
 # At this learning rate they stay below it; the thread-count run shows what summation order alone does.
 "$make_dataset" rgb.h5 128 32 4 1 3 >/dev/null || { echo "cannot make data"; exit 1; }
 r20() { local n=$1; shift; mpi "$n" "$trainer" train --model resnet20 --data rgb.h5 --batch-size 16 --optimizer sgd \
