@@ -24,23 +24,30 @@ echo "# CHAOS_SEED=$seed"
 
 "$make_dataset" train.h5 768 12 4 1 >/dev/null && "$make_dataset" test.h5 128 12 4 2 >/dev/null \
   || { echo "cannot make data"; exit 1; }
-# 48 steps per epoch, 12 epochs; a checkpoint every 4 steps. A warmup into a cosine schedule, a plateau that
+# 48 steps per epoch, 40 epochs (long enough that 20 kills land before the end on a fast machine too); a checkpoint
+# every 4 steps. A warmup into a cosine schedule, a plateau that
 # halves the lr at every epoch's end from the second, and an EarlyStopping that keeps the best weights and puts
 # them back at the end: every piece of state a resume must carry.
-recipe=(--model "$data/small.model" --data train.h5 --val test.h5 --epochs 12 --batch-size 16 --optimizer adam
+recipe=(--model "$data/small.model" --data train.h5 --val test.h5 --epochs 40 --batch-size 16 --optimizer adam
         --lr 0.002 --seed 7 --threads 1 --quiet --lr-schedule cosine --min-lr 1e-5 --warmup-epochs 1.5
         --callback "ReduceLROnPlateau(monitor='loss', factor=0.5, patience=1, min_delta=10)"
         --callback "EarlyStopping(monitor='val_loss', patience=50, restore_best_weights=True)")
 launch() { timeout -k 5 60 mpirun -q -np 2 --oversubscribe --bind-to none "$trainer" train "$@"; }
 
+t0=$(date +%s%N)
 launch "${recipe[@]}" --checkpoint ref.h5 >ref.txt 2>&1 || { bad "the reference run: $(cat ref.txt)"; }
+# The kills come at most a hundredth of the reference run's time after a launch starts training, so that 20 of them
+# land before the training ends on a fast machine as on a loaded one (20 launches cover a fraction of it).
+window_ms=$(( ($(date +%s%N) - t0) / 100000000 ))
+[ "$window_ms" -ge 5 ] || window_ms=5
 
 # ranks: this run's rank pids.
 ranks() { pgrep -f "^$trainer train" | tr '\n' ' '; }
 gone() { for _ in $(seq 100); do [ -z "$(ranks)" ] && return 0; sleep 0.1; done; return 1; }
 
-# inode: a checkpoint is renamed over the last one, so each write gives the file a new inode.
-inode() { stat -c %i ck.h5 2>/dev/null || echo none; }
+# stamp: a checkpoint is renamed over the last one, so each write gives the file a new inode and change time (the
+# inode alone is not enough: the file system hands the freed number of one write to the next).
+inode() { stat -c '%i %z' ck.h5 2>/dev/null || echo none; }
 kills=0 torn=0 unreadable=0 launches=0
 while [ "$kills" -lt 20 ] && [ "$launches" -lt 30 ]; do
   launches=$((launches + 1))
@@ -51,14 +58,14 @@ while [ "$kills" -lt 20 ] && [ "$launches" -lt 30 ]; do
     launch "${recipe[@]}" --checkpoint ck.h5 --checkpoint-every 4 >run.txt 2>&1 &
   fi
   bg=$!
-  # Once this run has written a checkpoint (it is training), 0 to 0.3 s later: within a step or a write.
+  # Once this run has written a checkpoint (it is training), 0 to window_ms later: within a step or a write.
   for _ in $(seq 750); do [ "$(inode)" != "$before" ] && break; kill -0 "$bg" 2>/dev/null || break; sleep 0.02; done
-  sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+  sleep "$(awk -v ms=$((RANDOM % window_ms)) 'BEGIN {printf "%.3f", ms / 1000}')"
   r=($(ranks))
   if [ ${#r[@]} -lt 2 ]; then
     wait "$bg"
     grep -q "nothing to do" run.txt && break
-    [ -f ck.h5 ] && "$trainer" info ck.h5 2>/dev/null | grep -q "^Trained:    12 epochs" && break
+    [ -f ck.h5 ] && "$trainer" info ck.h5 2>/dev/null | grep -q "^Trained:    40 epochs" && break
     continue
   fi
   case $((RANDOM % 3)) in
