@@ -18,57 +18,14 @@
 #include "onnx_export.h"
 #include "onnx_read.h"
 
-/* ---- stand-in kinds: a name, a shape, a line of text -------------------------------------------------------- */
+/* ---- a kind the export does not know: a name, the input's shape, a line of text -------------------------------- */
 
-static int stub_text(const struct layer_spec *spec, char *buf, size_t size)
+static int unknown_text(const struct layer_spec *spec, char *buf, size_t size)
 {
     return snprintf(buf, size, "%s()", spec->ops->name);
 }
 
-static int pad_infer(struct layer_spec *s, struct error *err)
-{
-    (void)err;
-    s->out = s->in;
-    s->out.h += s->u.pad.top + s->u.pad.bottom;
-    s->out.w += s->u.pad.left + s->u.pad.right;
-    return ERR_OK;
-}
-
-static int concat_infer(struct layer_spec *s, struct error *err)
-{
-    (void)err;
-    s->out = s->ins[0];
-    for (int k = 1; k < s->n_inputs; k++)
-        s->out.c += s->ins[k].c;
-    return ERR_OK;
-}
-
-static int crop_infer(struct layer_spec *s, struct error *err)
-{
-    (void)err;
-    s->out = s->in;
-    s->out.h = s->u.aug.height;
-    s->out.w = s->u.aug.width;
-    return ERR_OK;
-}
-
-static const struct layer_ops stub_add = {.name = "Add", .keras_prefix = "add", .to_text = stub_text};
-static const struct layer_ops stub_concat = {
-    .name = "Concatenate", .keras_prefix = "concatenate", .infer = concat_infer, .to_text = stub_text};
-static const struct layer_ops stub_pad = {
-    .name = "ZeroPadding2D", .keras_prefix = "zero_padding2d", .infer = pad_infer, .to_text = stub_text};
-static const struct layer_ops stub_flip = {.name = "RandomFlip", .keras_prefix = "random_flip", .to_text = stub_text};
-static const struct layer_ops stub_crop = {
-    .name = "RandomCrop", .keras_prefix = "random_crop", .infer = crop_infer, .to_text = stub_text};
-static const struct layer_ops stub_lstm = {.name = "LSTM", .keras_prefix = "lstm", .to_text = stub_text};
-
-/* The layer table's kind of that name, else the stand-in. RandomFlip stays a stand-in: the export reads only its
- * name and shapes. */
-static const struct layer_ops *kind(const struct layer_ops *stub)
-{
-    const struct layer_ops *real = layer_find(stub->name);
-    return real ? real : stub;
-}
+static const struct layer_ops layer_lstm = {.name = "LSTM", .keras_prefix = "lstm", .to_text = unknown_text};
 
 static struct layer_spec *add_layer(struct model *m, const struct layer_ops *ops, const char *name, int n_in, ...)
 {
@@ -102,15 +59,15 @@ static void graph_model(struct model *m, const struct layer_ops *extra)
 {
     memset(m, 0, sizeof *m);
     add_layer(m, &layer_input, "images", 0)->u.input = (struct input_cfg){10, 10, 2};
-    struct layer_spec *crop = add_layer(m, kind(&stub_crop), "random_crop_1", 1, 0);
+    struct layer_spec *crop = add_layer(m, &layer_random_crop, "random_crop_1", 1, 0);
     crop->u.aug.height = 8;
     crop->u.aug.width = 10;
-    add_layer(m, &stub_flip, "random_flip_1", 1, 1);
-    add_layer(m, kind(&stub_pad), "zero_padding2d_1", 1, 2)->u.pad = (struct zero_pad_cfg){1, 1, 1, 1};
+    add_layer(m, &layer_random_flip, "random_flip_1", 1, 1);
+    add_layer(m, &layer_zero_padding2d, "zero_padding2d_1", 1, 2)->u.pad = (struct zero_pad_cfg){1, 1, 1, 1};
     conv(add_layer(m, &layer_conv2d, "conv2d_a", 1, 3), 3, 3, 0, ACT_LINEAR);
     conv(add_layer(m, &layer_conv2d, "conv2d_b", 1, 3), 3, 3, 0, ACT_LINEAR);
-    add_layer(m, kind(&stub_add), "probabilities", 2, 4, 5);
-    add_layer(m, kind(&stub_concat), "concatenate_1", 2, 6, 4)->u.concat.axis = -1;
+    add_layer(m, &layer_add, "probabilities", 2, 4, 5);
+    add_layer(m, &layer_concatenate, "concatenate_1", 2, 6, 4)->u.concat.axis = -1;
     if (extra)
         add_layer(m, extra, "lstm_1", 1, 7);
     add_layer(m, &layer_activation, "activation_1", 1, m->n_layers - 1)->u.act.act = ACT_RELU;
@@ -239,8 +196,8 @@ static void crop_case(int h, int w, int pad, int oh, int ow, int slices, int res
     memset(&m, 0, sizeof m);
     add_layer(&m, &layer_input, "images", 0)->u.input = (struct input_cfg){h, w, 1};
     if (pad)
-        add_layer(&m, kind(&stub_pad), "zero_padding2d_1", 1, 0)->u.pad = (struct zero_pad_cfg){pad, pad, pad, pad};
-    struct layer_spec *crop = add_layer(&m, kind(&stub_crop), "random_crop_1", 1, m.n_layers - 1);
+        add_layer(&m, &layer_zero_padding2d, "zero_padding2d_1", 1, 0)->u.pad = (struct zero_pad_cfg){pad, pad, pad, pad};
+    struct layer_spec *crop = add_layer(&m, &layer_random_crop, "random_crop_1", 1, m.n_layers - 1);
     crop->u.aug.height = oh;
     crop->u.aug.width = ow;
     add_layer(&m, &layer_global_average_pooling2d, "gap_1", 1, m.n_layers - 1);
@@ -274,7 +231,7 @@ static void test_refusals(void **state)
     (void)state;
     static struct model g;
     struct error err = {0};
-    graph_model(&g, &stub_lstm);
+    graph_model(&g, &layer_lstm);
     infer_ok(&g);
     float *w = calloc(g.n_params, sizeof(float));
     struct onnx_export_opts o = {.opset = 13};
