@@ -3,8 +3,8 @@
  * training and inference, on nChw16c, nChw8c, nhwc and (n, c) inputs, on another layout through a copy, with
  * channels that leave a block half padded and sizes the pooling does not tile; a batch split over two "ranks"
  * (threads summing through ctx->sum) against the whole batch; which layers the planner fuses, from the graph's
- * edges; and whole networks: training with the fusion gives the weights of training without it, and two ranks
- * give one rank's gradients. */
+ * edges; and whole networks, residual ones too (BatchNormalization + Add + ReLU): training with the fusion gives
+ * the weights of training without it, and two ranks give one rank's gradients. */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -110,7 +110,7 @@ static void run_create(struct run *r, struct dnn *d, const struct model *m, int 
     for (int j = 0; j < r->count; j++) {
         struct layer *l = &r->l[j];
         l->spec = &m->layers[bi + j];
-        l->ops = fused ? bn_relu_ops(k) : l->spec->ops;
+        l->ops = fused ? bn_relu_ops(m, bi) : l->spec->ops;
         l->n = n;
         l->src_md = j ? r->l[j - 1].dst_md : *src_md;
         if (l->spec->n_params) {
@@ -378,6 +378,30 @@ static void test_two_ranks_are_one_batch(void **state)
 
 /* ---- which layers fuse: from the readers of each layer, not from the order ---- */
 
+/* Residual blocks on the same input: the first two end in BatchNormalization + Add + ReLU, which fuse (the first
+ * one's shortcut comes from a ZeroPadding2D, in a layout of its own, and is also read by a Conv2D; the second
+ * Add lists its inputs the other way round); the third's projection shortcut, a Conv2D between the
+ * BatchNormalization and the Add, keeps them apart. */
+static const char res_text[] = "inputs = Input(shape=(11, 11, 3))\n"
+                               "x = Conv2D(16, 3, use_bias=False)(inputs)\n"
+                               "x = ZeroPadding2D(1)(x)\n"
+                               "y = Conv2D(16, 3, padding='same')(x)\n"
+                               "y = BatchNormalization()(y)\n"
+                               "x = Add()([x, y])\n"
+                               "x = Activation('relu')(x)\n"
+                               "y = Conv2D(16, 3, padding='same', use_bias=False)(x)\n"
+                               "y = BatchNormalization(momentum=0.9, center=False)(y)\n"
+                               "x = Add()([y, x])\n"
+                               "x = Activation('relu')(x)\n"
+                               "y = Conv2D(32, 3, strides=2, padding='same')(x)\n"
+                               "y = BatchNormalization()(y)\n"
+                               "s = Conv2D(32, 1, strides=2)(x)\n"
+                               "x = Add()([s, y])\n"
+                               "x = Activation('relu')(x)\n"
+                               "x = GlobalAveragePooling2D()(x)\n"
+                               "outputs = Dense(4, activation='softmax')(x)\n";
+
+
 static void test_fusable(void **state)
 {
     (void)state;
@@ -402,6 +426,36 @@ static void test_fusable(void **state)
     /* The next layer in the array that does not read the BatchNormalization: no fusion. */
     m.layers[3].inputs[0] = 1;
     assert_int_equal(bn_relu_fusable(&m, 2), 0);
+    assert_int_equal(bn_relu_shortcut(&m, 2), -1);
+}
+
+/* The residual network's blocks (res_text below): a BatchNormalization, an Add of it and one other tensor (the
+ * shortcut), a ReLU that alone reads the sum. */
+static void test_fusable_add(void **state)
+{
+    (void)state;
+    static struct model m;
+    struct error err = {0};
+    if (model_parse(&m, res_text, "res", &err) != ERR_OK)
+        fail_msg("model: %s", err.msg);
+    assert_int_equal(bn_relu_fusable(&m, 4), 2);
+    assert_int_equal(bn_relu_shortcut(&m, 4), 2); /* the ZeroPadding2D */
+    assert_ptr_equal(bn_relu_ops(&m, 4), &layer_bn_add_relu);
+    assert_int_equal(bn_relu_fusable(&m, 8), 2);
+    assert_int_equal(bn_relu_shortcut(&m, 8), 6); /* Add()([y, x]) */
+    assert_int_equal(bn_relu_fusable(&m, 12), 0); /* the projection Conv2D sits between it and the Add */
+    assert_null(bn_relu_ops(&m, 12));
+    /* A second reader of the sum (the Add's output) keeps the ReLU, and so the Add, apart. */
+    m.layers[7].inputs[0] = 5;
+    assert_int_equal(bn_relu_fusable(&m, 4), 0);
+    m.layers[7].inputs[0] = 6;
+    /* An Add of the BatchNormalization with itself has no shortcut. */
+    m.layers[5].inputs[0] = 4;
+    assert_int_equal(bn_relu_fusable(&m, 4), 0);
+    m.layers[5].inputs[0] = 2;
+    /* A ReLU that is the model's softmax-free output or a tanh does not fuse. */
+    m.layers[6].u.act.act = ACT_TANH;
+    assert_int_equal(bn_relu_fusable(&m, 4), 0);
 }
 
 /* ---- whole networks ---- */
@@ -427,19 +481,22 @@ static const char net_text[] = "Input(shape=(11, 11, 3))\n"
 
 enum { NB = 10, SAMPLE = 11 * 11 * 3, CLASSES = 4 };
 
-static struct net *make_net(int no_fusion)
+static struct net *make_net_of(const char *text, int no_fusion)
 {
-    static struct model m;
+    static struct model models[8];
+    static int used;
+    struct model *mp = &models[used++ % 8];
     struct error err = {0};
     struct net *net = NULL;
-    if (model_parse(&m, net_text, "bn-net", &err) != ERR_OK)
+    if (model_parse(mp, text, "bn-net", &err) != ERR_OK)
         fail_msg("model: %s", err.msg);
-    if (net_create(&net, &m, &err) != ERR_OK)
+    if (net_create(&net, mp, &err) != ERR_OK)
         fail_msg("net: %s", err.msg);
     net->no_fusion = no_fusion;
     net_init_params(net, 5);
     return net;
 }
+
 
 static void make_batch(uint8_t *images, int32_t *labels, int64_t *ids)
 {
@@ -467,19 +524,20 @@ static void apply(struct net *net, const float *g)
         }
 }
 
-/* Five training steps with and without the fusion: the same losses and weights up to float rounding. */
-static void test_training_matches_unfused(void **state)
+/* Five training steps of text with and without the fusion: the same losses and weights up to float rounding.
+ * The layers in `absorbed` (a -1 ends the list) must have run inside a fused kernel, those in `apart` not. */
+static void train_fused_and_apart(const char *text, const int *absorbed, const int *apart)
 {
-    (void)state;
     struct error err = {0};
     uint8_t images[NB * SAMPLE];
     int32_t labels[NB];
     int64_t ids[NB];
     make_batch(images, labels, ids);
-    struct net *fused = make_net(0), *plain = make_net(1);
+    struct net *fused = make_net_of(text, 0), *plain = make_net_of(text, 1);
     struct net_batch b = {NB, images, labels, ids, 0};
-    /* The plan fuses every BatchNormalization here: the timing marks the layers the kernels ran. */
+    /* The timing marks the layers the kernels ran. */
     static struct net_timing timing;
+    memset(&timing, 0, sizeof timing);
     fused->timing = &timing;
     for (int step = 0; step < 5; step++) {
         struct net_stats s1, s2;
@@ -491,10 +549,12 @@ static void test_training_matches_unfused(void **state)
         apply(fused, fused->grads);
         apply(plain, plain->grads);
     }
-    const int absorbed[] = {3, 4, 7, 8, 11, 16};
-    for (size_t i = 0; i < sizeof absorbed / sizeof absorbed[0]; i++)
-        assert_true(timing.absorbed[absorbed[i]]);
-    assert_false(timing.absorbed[12]); /* the Dropout after the third block's ReLU */
+    for (int i = 0; absorbed[i] >= 0; i++)
+        if (!timing.absorbed[absorbed[i]])
+            fail_msg("layer %d was not absorbed", absorbed[i]);
+    for (int i = 0; apart[i] >= 0; i++)
+        if (timing.absorbed[apart[i]])
+            fail_msg("layer %d was absorbed", apart[i]);
     expect_close("weights after 5 steps", fused->params, plain->params, fused->n_params, 1e-4);
     /* Inference on the trained weights (the moving averages). */
     float p1[NB * CLASSES], p2[NB * CLASSES];
@@ -503,6 +563,21 @@ static void test_training_matches_unfused(void **state)
     expect_close("inference probabilities", p1, p2, NB * CLASSES, 1e-4);
     net_destroy(fused);
     net_destroy(plain);
+}
+
+static void test_training_matches_unfused(void **state)
+{
+    (void)state;
+    /* Every BatchNormalization fuses here; the Dropout after the third block's ReLU stays a layer. */
+    train_fused_and_apart(net_text, (const int[]){3, 4, 7, 8, 11, 16, -1}, (const int[]){12, -1});
+}
+
+/* The residual network: the two blocks' Add and ReLU run in the BatchNormalization's kernel, and the
+ * shortcuts get their gradients from it (a dropped or unmasked shortcut gradient changes the first conv's). */
+static void test_residual_matches_unfused(void **state)
+{
+    (void)state;
+    train_fused_and_apart(res_text, (const int[]){5, 6, 9, 10, -1}, (const int[]){12, 14, 15, -1});
 }
 
 struct net_half {
@@ -523,15 +598,14 @@ static void *train_half(void *arg)
 
 /* One rank with the whole batch against two with its halves (the gradients added, as the exchange does),
  * three steps, all with the fusion. */
-static void test_two_ranks_train_as_one(void **state)
+static void two_ranks_train_as_one(const char *text)
 {
-    (void)state;
     struct error err = {0};
     uint8_t images[NB * SAMPLE];
     int32_t labels[NB];
     int64_t ids[NB];
     make_batch(images, labels, ids);
-    struct net *one = make_net(0), *r0 = make_net(0), *r1 = make_net(0);
+    struct net *one = make_net_of(text, 0), *r0 = make_net_of(text, 0), *r1 = make_net_of(text, 0);
     struct pair pair;
     pthread_barrier_init(&pair.barrier, NULL, 2);
     struct member m0 = {&pair, 0, {0}}, m1 = {&pair, 1, {0}};
@@ -569,6 +643,13 @@ static void test_two_ranks_train_as_one(void **state)
     net_destroy(r1);
 }
 
+static void test_two_ranks_train_as_one(void **state)
+{
+    (void)state;
+    two_ranks_train_as_one(net_text);
+    two_ranks_train_as_one(res_text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,7 +657,9 @@ int main(void)
         cmocka_unit_test(test_without_pooling),
         cmocka_unit_test(test_two_ranks_are_one_batch),
         cmocka_unit_test(test_fusable),
+        cmocka_unit_test(test_fusable_add),
         cmocka_unit_test(test_training_matches_unfused),
+        cmocka_unit_test(test_residual_matches_unfused),
         cmocka_unit_test(test_two_ranks_train_as_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

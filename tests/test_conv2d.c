@@ -130,6 +130,10 @@ static void test_forward_matches_naive(void **state)
         {5, 5, 3, 2, 5, 5, 1, 1, 0, 1, ACT_LINEAR},  /* kernel as large as the input */
         {3, 3, 1, 2, 5, 5, 1, 1, 1, 1, ACT_RELU},    /* same with a kernel larger than the input */
         {6, 6, 16, 32, 3, 3, 1, 1, 1, 1, ACT_RELU},  /* wide enough for blocked weight layouts */
+        /* Linear 3x3 on 32 and 64 channels: Winograd where oneDNN has it (conv2d.c), odd sizes and 'valid' too. */
+        {6, 6, 32, 32, 3, 3, 1, 1, 1, 1, ACT_LINEAR},
+        {7, 5, 64, 64, 3, 3, 1, 1, 1, 0, ACT_LINEAR},
+        {9, 9, 64, 48, 3, 3, 1, 1, 0, 1, ACT_LINEAR},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_forward(&cases[i], 3);
@@ -169,6 +173,14 @@ static void test_backward_wide(void **state)
 {
     (void)state;
     check_gradient(&(struct conv_case){4, 4, 16, 16, 3, 3, 1, 1, 1, 1, ACT_RELU});
+}
+
+/* 64 channels in and out, linear, 3x3, stride 1: Winograd forward and backward where oneDNN has it. */
+static void test_backward_winograd(void **state)
+{
+    (void)state;
+    check_gradient(&(struct conv_case){6, 5, 64, 64, 3, 3, 1, 1, 1, 1, ACT_LINEAR});
+    check_gradient(&(struct conv_case){5, 5, 64, 64, 3, 3, 1, 1, 0, 0, ACT_LINEAR});
 }
 
 /* The gradient slab is overwritten by each backward, never accumulated into. */
@@ -607,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_backward_tanh_stride2_nobias),
         cmocka_unit_test(test_backward_sigmoid_valid_stride2),
         cmocka_unit_test(test_backward_wide),
+        cmocka_unit_test(test_backward_winograd),
         cmocka_unit_test(test_backward_overwrites),
         cmocka_unit_test(test_chain_through_blocked_layout),
         cmocka_unit_test(test_explicit_blocked_input),

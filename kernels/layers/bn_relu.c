@@ -1,4 +1,5 @@
-/* bn_relu.c: BatchNormalization + ReLU (+ 2x2 MaxPooling2D) as one kernel (bn_relu.h).
+/* bn_relu.c: BatchNormalization + ReLU (+ 2x2 MaxPooling2D), and BatchNormalization + Add + ReLU (a residual
+ * block's end), as one kernel (bn_relu.h); its loops are in bn_relu_loops.c.
  *
  * Why: between two convolutions, BatchNormalization, Activation('relu') and the pooling each read and write the
  * convolution's output (the largest tensor of the block) once or twice per direction. Here forward reads it
@@ -6,6 +7,8 @@
  * never writes anything of that size but the input gradient: the ReLU mask comes from the kernel's own output,
  * the normalised input is recomputed from the convolution's output instead of being kept, and with the pooling
  * the gradient sums run over the pooled positions only (a gradient is 0 wherever a window's maximum is not).
+ * At a residual block's end the Add's shortcut is added before the ReLU in the same pass, and backward writes the
+ * gradient before the ReLU once: it is the shortcut's gradient as well as what dx is made of.
  *
  * The formulas are batchnorm.c's (Keras's, with the global batch's statistics over every rank, summed through
  * ctx->sum with the same calls and sizes: once in forward, once in backward when there is an input gradient),
@@ -20,18 +23,9 @@
 #include <string.h>
 
 #include "batchnorm.h"
+#include "bn_relu_loops.h"
 #include "layer_common.h"
 
-/* The loops are compiled for AVX-512, AVX2 and baseline x86-64; the CPU picks. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BR_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BR_KERNEL
-#endif
-/* Each loop is written once on a channel block B and inlined into a clone-dispatched wrapper for B = 16, 8 (the
- * blocked layouts, and nhwc with that many channels) and any: with a variable B, GCC guards the vector loop with
- * run-time overlap checks that B = 16 failed, and the loops ran scalar (4x slower backward). */
-#define BR_BODY static inline __attribute__((always_inline))
 
 /* The activations as planes of rows of B channels (batchnorm.c's view): plane pl is sample pl / CB, channel
  * block pl % CB; its H x W rows are the positions, its QH x QW pooled rows the windows. */
@@ -47,8 +41,13 @@ struct br_priv {
     double *sums;                /* (2 c) this rank's sums, then (after ctx->sum) the global ones */
     double *local;               /* (2 c) this rank's sum x and sum x^2 of the last training forward */
     double *dmean;               /* (c) the global mean of that forward, in double */
+    /* The Add variant: the shortcut s in the kernel's layout (through s_to when it comes in another) and the
+     * gradient before the ReLU g, which is also the shortcut's (delivered through g_from into l->diff_srcs[1]
+     * when that layout differs, else g is diff_srcs[1] itself). */
+    dnnl_primitive_t s_to, g_from;
+    dnnl_memory_t s_plain, g;
     long c, cp, planes, B, CB, H, W, R;
-    int pool, QH, QW;
+    int pool, add, QH, QW;
     int threads;
 };
 
@@ -76,249 +75,54 @@ static int pool_2x2(const struct layer_spec *p)
            p->out.w >= 1;
 }
 
+static int is_relu(const struct layer_spec *a)
+{
+    return a->ops == &layer_activation && a->u.act.act == ACT_RELU && a->n_inputs == 1 && !a->softmax_in_loss;
+}
+
+/* The Add that layer i + 1 is when it joins layer i's output to another tensor and only a ReLU at i + 2 reads
+ * its sum (the end of a residual block): the index of that other input, else -1. */
+static int add_relu_shortcut(const struct model *m, int i)
+{
+    if (i + 2 >= m->n_layers)
+        return -1;
+    const struct layer_spec *a = &m->layers[i + 1];
+    if (a->ops != &layer_add || a->n_inputs != 2 || !is_relu(&m->layers[i + 2]) || only_reader(m, i + 1) != i + 2 ||
+        m->layers[i + 2].inputs[0] != i + 1)
+        return -1;
+    int k = a->inputs[0] == i ? 1 : 0; /* only_reader(m, i) == i + 1: layer i is exactly one of the two */
+    return a->inputs[1 - k] == i ? a->inputs[k] : -1;
+}
+
 int bn_relu_fusable(const struct model *m, int i)
 {
     if (i < 1 || i + 1 >= m->n_layers)
         return 0;
     const struct layer_spec *b = &m->layers[i], *a = &m->layers[i + 1];
-    if (b->ops != &layer_batchnorm || b->n_inputs != 1 || only_reader(m, i) != i + 1 || a->ops != &layer_activation ||
-        a->u.act.act != ACT_RELU || a->n_inputs != 1 || a->softmax_in_loss)
+    if (b->ops != &layer_batchnorm || b->n_inputs != 1 || only_reader(m, i) != i + 1)
+        return 0;
+    if (add_relu_shortcut(m, i) >= 0)
+        return 2;
+    if (!is_relu(a) || a->inputs[0] != i)
         return 0;
     return i + 2 < m->n_layers && only_reader(m, i + 1) == i + 2 && pool_2x2(&m->layers[i + 2]) ? 2 : 1;
 }
 
-const struct layer_ops *bn_relu_ops(int absorbed)
+const struct layer_ops *bn_relu_ops(const struct model *m, int i)
 {
-    return absorbed == 2 ? &layer_bn_relu_pool : &layer_bn_relu;
-}
-
-/* ---- the loops, one plane at a time ------------------------------------------------------------------- */
-
-/* s1 += sum over the plane's rows of x, s2 += of x * x (per channel of the block). */
-BR_BODY void plane_moments_body(long R, long B, const float *restrict x, double *restrict s1,
-                                    double *restrict s2)
-{
-    for (long r = 0; r < R; r++) {
-        const float *v = x + r * B;
-#pragma omp simd
-        for (long e = 0; e < B; e++) {
-            s1[e] += v[e];
-            s2[e] += (double)v[e] * v[e];
-        }
+    switch (bn_relu_fusable(m, i)) {
+    case 1:
+        return &layer_bn_relu;
+    case 2:
+        return add_relu_shortcut(m, i) >= 0 ? &layer_bn_add_relu : &layer_bn_relu_pool;
+    default:
+        return NULL;
     }
 }
 
-/* y = relu(x * a + b) over the plane. */
-BR_BODY void plane_norm_relu_body(long R, long B, const float *restrict x, const float *restrict a,
-                                      const float *restrict b, float *restrict y)
+int bn_relu_shortcut(const struct model *m, int i)
 {
-    for (long r = 0; r < R; r++) {
-        const float *v = x + r * B;
-        float *o = y + r * B;
-#pragma omp simd
-        for (long e = 0; e < B; e++) {
-            float t = v[e] * a[e] + b[e];
-            o[e] = t > 0.0f ? t : 0.0f;
-        }
-    }
-}
-
-/* The same, then the maximum of each 2x2 window (the first largest, as pooling.c), and with `where` which
- * position it was and in xmax the input there. Rows and columns no window covers (odd sizes) are not read. */
-BR_BODY void plane_norm_relu_pool_body(long B, long W, long QH, long QW, const float *restrict x,
-                                           const float *restrict a, const float *restrict b, float *restrict y,
-                                           uint8_t *restrict where, float *restrict xmax)
-{
-    for (long oh = 0; oh < QH; oh++)
-        for (long ow = 0; ow < QW; ow++) {
-            const float *p0 = x + (2 * oh * W + 2 * ow) * B, *p1 = p0 + B, *p2 = p0 + W * B, *p3 = p2 + B;
-            const long o = (oh * QW + ow) * B;
-            float pos[16];
-            for (long e0 = 0; e0 < B; e0 += 16) {
-                const long e1 = e0 + 16 < B ? e0 + 16 : B;
-#pragma omp simd
-                for (long e = e0; e < e1; e++) {
-                    float v0 = p0[e] * a[e] + b[e], v1 = p1[e] * a[e] + b[e];
-                    float v2 = p2[e] * a[e] + b[e], v3 = p3[e] * a[e] + b[e];
-                    v0 = v0 > 0.0f ? v0 : 0.0f, v1 = v1 > 0.0f ? v1 : 0.0f;
-                    v2 = v2 > 0.0f ? v2 : 0.0f, v3 = v3 > 0.0f ? v3 : 0.0f;
-                    /* Positions as float lanes beside the maximum, so that selects of one width vectorize. */
-                    float m = v0, at = 0.0f, xm = p0[e];
-                    if (v1 > m)
-                        m = v1, at = 1.0f, xm = p1[e];
-                    if (v2 > m)
-                        m = v2, at = 2.0f, xm = p2[e];
-                    if (v3 > m)
-                        m = v3, at = 3.0f, xm = p3[e];
-                    y[o + e] = m;
-                    pos[e - e0] = at;
-                    if (xmax)
-                        xmax[o + e] = xm;
-                }
-                if (where)
-                    for (long e = e0; e < e1; e++)
-                        where[o + e] = (uint8_t)pos[e - e0];
-            }
-        }
-}
-
-/* Backward's sums over the plane: s1 += g, s2 += g * xhat, where g is dy through the ReLU (0 where y is not
- * > 0) and xhat = (x - mean) * inv. Without pooling x, y, dy are the plane's R rows; with it they are its
- * pooled rows, x being xmax (the input where each maximum was: the gradient is 0 everywhere else). */
-BR_BODY void plane_grad_sums_body(long R, long B, const float *restrict x, const float *restrict y,
-                                      const float *restrict dy, const float *restrict mean,
-                                      const float *restrict inv, double *restrict s1, double *restrict s2)
-{
-    for (long r = 0; r < R; r++) {
-        const long o = r * B;
-#pragma omp simd
-        for (long e = 0; e < B; e++) {
-            /* dy loaded unconditionally: a select, not a branch, so that the loop vectorizes (with
-             * -fno-trapping-math, CMakeLists.txt). */
-            float d = dy[o + e], g = y[o + e] > 0.0f ? d : 0.0f;
-            float xh = (x[o + e] - mean[e]) * inv[e];
-            s1[e] += g;
-            s2[e] += (double)g * xh;
-        }
-    }
-}
-
-/* dx = a * (g - mdy - xhat * mdyx) over the plane (batchnorm.c's formula), g as in plane_grad_sums. */
-BR_BODY void plane_dx_body(long R, long B, const float *restrict x, const float *restrict y,
-                               const float *restrict dy, const float *restrict mean, const float *restrict inv,
-                               const float *restrict a, const float *restrict mdy, const float *restrict mdyx,
-                               float *restrict dx)
-{
-    for (long r = 0; r < R; r++) {
-        const long o = r * B;
-#pragma omp simd
-        for (long e = 0; e < B; e++) {
-            float d = dy[o + e], g = y[o + e] > 0.0f ? d : 0.0f;
-            float xh = (x[o + e] - mean[e]) * inv[e];
-            dx[o + e] = a[e] * (g - mdy[e] - xh * mdyx[e]);
-        }
-    }
-}
-
-/* dx where the gradient g is 0: the rows and columns no pooling window covers. */
-BR_BODY void plane_dx_uncovered_body(long R, long B, const float *restrict x, const float *restrict mean,
-                                         const float *restrict inv, const float *restrict a,
-                                         const float *restrict mdy, const float *restrict mdyx, float *restrict dx)
-{
-    for (long r = 0; r < R; r++) {
-        const long o = r * B;
-#pragma omp simd
-        for (long e = 0; e < B; e++) {
-            float xh = (x[o + e] - mean[e]) * inv[e];
-            dx[o + e] = a[e] * (0.0f - mdy[e] - xh * mdyx[e]);
-        }
-    }
-}
-
-/* The same through the pooling: g is the pooled gradient (through the ReLU of the pooled output) at the
- * position `where` names and 0 at the window's three others and at the rows and columns no window covers. */
-BR_BODY void plane_dx_pool_body(long B, long H, long W, long QH, long QW, const float *restrict x,
-                                    const float *restrict y, const float *restrict dy,
-                                    const uint8_t *restrict where, const float *restrict mean,
-                                    const float *restrict inv, const float *restrict a, const float *restrict mdy,
-                                    const float *restrict mdyx, float *restrict dx)
-{
-    for (long oh = 0; oh < QH; oh++) {
-        for (long ow = 0; ow < QW; ow++) {
-            const long o = (oh * QW + ow) * B, i0 = (2 * oh * W + 2 * ow) * B, i1 = i0 + B, i2 = i0 + W * B,
-                       i3 = i2 + B;
-#pragma omp simd
-            for (long e = 0; e < B; e++) {
-                float d = dy[o + e], g = y[o + e] > 0.0f ? d : 0.0f;
-                int k = where[o + e];
-                float m = mdy[e], s = mdyx[e], mu = mean[e], iv = inv[e], f = a[e];
-                dx[i0 + e] = f * ((k == 0 ? g : 0.0f) - m - (x[i0 + e] - mu) * iv * s);
-                dx[i1 + e] = f * ((k == 1 ? g : 0.0f) - m - (x[i1 + e] - mu) * iv * s);
-                dx[i2 + e] = f * ((k == 2 ? g : 0.0f) - m - (x[i2 + e] - mu) * iv * s);
-                dx[i3 + e] = f * ((k == 3 ? g : 0.0f) - m - (x[i3 + e] - mu) * iv * s);
-            }
-        }
-        if (W % 2)
-            for (long r = 2 * oh; r < 2 * oh + 2; r++)
-                plane_dx_uncovered_body(1, B, x + (r * W + W - 1) * B, mean, inv, a, mdy, mdyx,
-                                        dx + (r * W + W - 1) * B);
-    }
-    if (H % 2)
-        plane_dx_uncovered_body(W, B, x + (H - 1) * W * B, mean, inv, a, mdy, mdyx, dx + (H - 1) * W * B);
-}
-
-/* The loops above for the block at hand (BR_BODY). */
-BR_KERNEL static void plane_moments(long R, long B, const float *restrict x, double *restrict s1,
-                                    double *restrict s2)
-{
-    if (B == 16)
-        plane_moments_body(R, 16, x, s1, s2);
-    else if (B == 8)
-        plane_moments_body(R, 8, x, s1, s2);
-    else
-        plane_moments_body(R, B, x, s1, s2);
-}
-
-BR_KERNEL static void plane_norm_relu(long R, long B, const float *restrict x, const float *restrict a,
-                                      const float *restrict b, float *restrict y)
-{
-    if (B == 16)
-        plane_norm_relu_body(R, 16, x, a, b, y);
-    else if (B == 8)
-        plane_norm_relu_body(R, 8, x, a, b, y);
-    else
-        plane_norm_relu_body(R, B, x, a, b, y);
-}
-
-BR_KERNEL static void plane_norm_relu_pool(long B, long W, long QH, long QW, const float *restrict x,
-                                           const float *restrict a, const float *restrict b, float *restrict y,
-                                           uint8_t *restrict where, float *restrict xmax)
-{
-    if (B == 16)
-        plane_norm_relu_pool_body(16, W, QH, QW, x, a, b, y, where, xmax);
-    else if (B == 8)
-        plane_norm_relu_pool_body(8, W, QH, QW, x, a, b, y, where, xmax);
-    else
-        plane_norm_relu_pool_body(B, W, QH, QW, x, a, b, y, where, xmax);
-}
-
-BR_KERNEL static void plane_grad_sums(long R, long B, const float *restrict x, const float *restrict y,
-                                      const float *restrict dy, const float *restrict mean,
-                                      const float *restrict inv, double *restrict s1, double *restrict s2)
-{
-    if (B == 16)
-        plane_grad_sums_body(R, 16, x, y, dy, mean, inv, s1, s2);
-    else if (B == 8)
-        plane_grad_sums_body(R, 8, x, y, dy, mean, inv, s1, s2);
-    else
-        plane_grad_sums_body(R, B, x, y, dy, mean, inv, s1, s2);
-}
-
-BR_KERNEL static void plane_dx(long R, long B, const float *restrict x, const float *restrict y,
-                               const float *restrict dy, const float *restrict mean, const float *restrict inv,
-                               const float *restrict a, const float *restrict mdy, const float *restrict mdyx,
-                               float *restrict dx)
-{
-    if (B == 16)
-        plane_dx_body(R, 16, x, y, dy, mean, inv, a, mdy, mdyx, dx);
-    else if (B == 8)
-        plane_dx_body(R, 8, x, y, dy, mean, inv, a, mdy, mdyx, dx);
-    else
-        plane_dx_body(R, B, x, y, dy, mean, inv, a, mdy, mdyx, dx);
-}
-
-BR_KERNEL static void plane_dx_pool(long B, long H, long W, long QH, long QW, const float *restrict x,
-                                    const float *restrict y, const float *restrict dy,
-                                    const uint8_t *restrict where, const float *restrict mean,
-                                    const float *restrict inv, const float *restrict a, const float *restrict mdy,
-                                    const float *restrict mdyx, float *restrict dx)
-{
-    if (B == 16)
-        plane_dx_pool_body(16, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
-    else if (B == 8)
-        plane_dx_pool_body(8, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
-    else
-        plane_dx_pool_body(B, H, W, QH, QW, x, y, dy, where, mean, inv, a, mdy, mdyx, dx);
+    return bn_relu_fusable(m, i) ? add_relu_shortcut(m, i) : -1;
 }
 
 /* ---- runtime ---------------------------------------------------------------------------------------- */
@@ -336,6 +140,16 @@ static void br_destroy(struct layer *l)
             dnnl_memory_destroy(p->x_plain);
         if (p->dx_plain)
             dnnl_memory_destroy(p->dx_plain);
+        if (p->s_to)
+            dnnl_primitive_destroy(p->s_to);
+        if (p->g_from)
+            dnnl_primitive_destroy(p->g_from);
+        if (p->s_plain)
+            dnnl_memory_destroy(p->s_plain);
+        if (p->g)
+            dnnl_memory_destroy(p->g);
+        if (l->diff_srcs[1] && l->diff_srcs[1] != p->g)
+            dnnl_memory_destroy(l->diff_srcs[1]);
         free(p->where);
         free(p->xmax);
         free(p->mean);
@@ -350,6 +164,7 @@ static void br_destroy(struct layer *l)
         free(p);
     }
     l->priv = NULL;
+    l->diff_srcs[1] = NULL;
 }
 
 /* A layout the loops do not take as is (bn_native_block): they run on a plain copy, and the input gradient
@@ -366,6 +181,24 @@ static int plain_copy_create(struct br_priv *p, struct layer *l, const dnnl_memo
     return ERR_OK;
 }
 
+/* The Add variant's shortcut (l->srcs[1] in l->src_mds[1], set by the network) and its gradient: in the kernel's
+ * layout (l->dst_md, the shape of the shortcut too), through copies when the shortcut comes in another. */
+static int shortcut_create(struct br_priv *p, struct layer *l, const struct dnn *d, struct error *err)
+{
+    if (dnn_mem(&p->g, &l->dst_md, d, NULL, err) != ERR_OK ||
+        layer_reorder_prim(&p->s_to, &l->src_mds[1], &l->dst_md, d, err) != ERR_OK ||
+        layer_reorder_prim(&p->g_from, &l->dst_md, &l->src_mds[1], d, err) != ERR_OK)
+        return err ? err->code : ERR_INTERNAL;
+    if (!p->s_to) {
+        l->diff_srcs[1] = p->g;
+        return ERR_OK;
+    }
+    if (dnn_mem(&p->s_plain, &l->dst_md, d, NULL, err) != ERR_OK ||
+        dnn_mem(&l->diff_srcs[1], &l->src_mds[1], d, NULL, err) != ERR_OK)
+        return err ? err->code : ERR_INTERNAL;
+    return ERR_OK;
+}
+
 static int br_create(struct layer *l, const struct dnn *d, int need_diff_src, struct error *err)
 {
     const struct shape *s = &l->spec->in;
@@ -376,6 +209,8 @@ static int br_create(struct layer *l, const struct dnn *d, int need_diff_src, st
         return error_set(err, ERR_INTERNAL, "%s: out of memory", l->spec->name);
     l->priv = p;
     p->pool = l->ops == &layer_bn_relu_pool;
+    p->add = l->ops == &layer_bn_add_relu;
+    l->diff_srcs[1] = NULL;
     p->c = s->c;
     dnnl_format_tag_t tag = s->rank == 3 ? dnnl_acdb : dnnl_nc;
     int native = bn_native_block(l, &tag);
@@ -423,7 +258,8 @@ static int br_create(struct layer *l, const struct dnn *d, int need_diff_src, st
     if (!native && plain_copy_create(p, l, &in_md, d, need_diff_src, err) != ERR_OK)
         goto fail;
     if (dnn_mem(&l->dst, &l->dst_md, d, NULL, err) != ERR_OK ||
-        (need_diff_src && dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK))
+        (need_diff_src && dnn_mem(&l->diff_src, &l->src_md, d, NULL, err) != ERR_OK) ||
+        (p->add && shortcut_create(p, l, d, err) != ERR_OK))
         goto fail;
     return ERR_OK;
 fail:
@@ -459,14 +295,17 @@ static void thread_planes(long planes, long *lo, long *hi)
     *hi = *lo + per < planes ? *lo + per : planes;
 }
 
-/* y = relu(x * fa + fb) (+ the pooling) over every plane; training also keeps where and xmax. */
-static void norm_relu(const struct br_priv *p, const float *x, float *y, int training)
+/* y = relu(x * fa + fb) (+ the pooling, or + the shortcut sc) over every plane; training also keeps where and
+ * xmax. */
+static void norm_relu(const struct br_priv *p, const float *x, const float *sc, float *y, int training)
 {
     const long planes = p->planes, B = p->B, CB = p->CB, R = p->R, Q = (long)p->QH * p->QW;
 #pragma omp parallel for schedule(static) num_threads(p->threads)
     for (long pl = 0; pl < planes; pl++) {
         const long k0 = (pl % CB) * B;
-        if (p->pool)
+        if (sc)
+            plane_norm_add_relu(R, B, x + pl * R * B, p->fa + k0, p->fb + k0, sc + pl * R * B, y + pl * R * B);
+        else if (p->pool)
             plane_norm_relu_pool(B, p->W, p->QH, p->QW, x + pl * R * B, p->fa + k0, p->fb + k0, y + pl * Q * B,
                                  training ? p->where + pl * Q * B : NULL, training ? p->xmax + pl * Q * B : NULL);
         else
@@ -494,7 +333,15 @@ static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         if ((rc = dnn_exec(p->to_plain, ctx->dnn, 2, args, err)) != ERR_OK)
             return rc;
     }
-    const float *x = dnn_ptr(p->to_plain ? p->x_plain : src);
+    const float *x = dnn_ptr(p->to_plain ? p->x_plain : src), *sc = NULL;
+    if (p->add) {
+        if (p->s_to) {
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, l->srcs[1]}, {DNNL_ARG_TO, p->s_plain}};
+            if ((rc = dnn_exec(p->s_to, ctx->dnn, 2, args, err)) != ERR_OK)
+                return rc;
+        }
+        sc = dnn_ptr(p->s_to ? p->s_plain : l->srcs[1]);
+    }
     if (!ctx->training) {
         /* The moving averages: y = relu(x * a + b), a = gamma / sqrt(var + eps), b = beta - mean * a. */
         for (long k = 0; k < c; k++) {
@@ -502,7 +349,7 @@ static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
             p->fa[k] = (float)a;
             p->fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
         }
-        norm_relu(p, x, dnn_ptr(l->dst), 0);
+        norm_relu(p, x, sc, dnn_ptr(l->dst), 0);
         return ERR_OK;
     }
     int used = 1;
@@ -532,7 +379,7 @@ static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         p->fa[k] = (float)a;
         p->fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - mean * a);
     }
-    norm_relu(p, x, dnn_ptr(l->dst), 1);
+    norm_relu(p, x, sc, dnn_ptr(l->dst), 1);
     return ERR_OK;
 }
 
@@ -550,7 +397,7 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
     const float *dy = dnn_ptr(diff_dst), *y = dnn_ptr(l->dst);
     const float *x = dnn_ptr(p->to_plain ? p->x_plain : src); /* forward's plain copy, or src itself */
     const float *w = l->w;
-    float *dw = l->dw;
+    float *dw = l->dw, *g = p->add ? dnn_ptr(p->g) : NULL;
     int rc, used = 1;
     if (!ctx->training)
         return error_set(err, ERR_INTERNAL, "%s: backward after an inference forward", l->spec->name);
@@ -562,7 +409,10 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         memset(s1, 0, sizeof(double) * 2 * (size_t)cp);
         for (long pl = lo; pl < hi; pl++) {
             const long k0 = (pl % CB) * B;
-            if (p->pool)
+            if (g)
+                plane_grad_sums_out(R, B, x + pl * R * B, y + pl * R * B, dy + pl * R * B, p->mean + k0,
+                                    p->inv + k0, s1 + k0, s2 + k0, g + pl * R * B);
+            else if (p->pool)
                 plane_grad_sums(Q, B, p->xmax + pl * Q * B, y + pl * Q * B, dy + pl * Q * B, p->mean + k0,
                                 p->inv + k0, s1 + k0, s2 + k0);
             else
@@ -586,6 +436,11 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         dw[q.mean + k] = (float)(p->local[k] / m);
         dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
     }
+    if (p->g_from) { /* the shortcut's gradient, in its layout */
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->g}, {DNNL_ARG_TO, l->diff_srcs[1]}};
+        if ((rc = dnn_exec(p->g_from, ctx->dnn, 2, args, err)) != ERR_OK)
+            return rc;
+    }
     if (!l->diff_src)
         return ERR_OK;
     if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
@@ -600,7 +455,10 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
 #pragma omp parallel for schedule(static) num_threads(p->threads)
     for (long pl = 0; pl < p->planes; pl++) {
         const long k0 = (pl % CB) * B;
-        if (p->pool)
+        if (g)
+            plane_dx_of_g(R, B, x + pl * R * B, g + pl * R * B, p->mean + k0, p->inv + k0, a + k0, mdy + k0, mdyx + k0,
+                          dx + pl * R * B);
+        else if (p->pool)
             plane_dx_pool(B, p->H, p->W, p->QH, p->QW, x + pl * R * B, y + pl * Q * B, dy + pl * Q * B,
                           p->where + pl * Q * B, p->mean + k0, p->inv + k0, a + k0, mdy + k0, mdyx + k0,
                           dx + pl * R * B);
@@ -619,6 +477,14 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
  * the BatchNormalization spec's (the network asks the spec's kind). */
 const struct layer_ops layer_bn_relu = {
     .name = "BatchNormalization+ReLU",
+    .create = br_create,
+    .forward = br_forward,
+    .backward = br_backward,
+    .destroy = br_destroy,
+};
+
+const struct layer_ops layer_bn_add_relu = {
+    .name = "BatchNormalization+Add+ReLU",
     .create = br_create,
     .forward = br_forward,
     .backward = br_backward,

@@ -83,8 +83,8 @@ static dnnl_memory_t output_of(const struct net_plan *p, int j) { return j == 0 
 
 /* Creates every layer of the plan in model order: each layer's src layouts are its inputs' dst layouts. The first
  * Conv2D and its MaxPooling2D may run as one kernel (conv_pool.h): the pooling is then `absorbed`; so may a
- * BatchNormalization and the ReLU (and 2x2 pooling) after it (bn_relu.h). A layer whose
- * output several layers read gets a buffer where backward sums their gradients. */
+ * BatchNormalization and the ReLU (and 2x2 pooling, or an Add of a shortcut and the ReLU) after it (bn_relu.h). A
+ * layer whose output several layers read gets a buffer where backward sums their gradients. */
 static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
 {
     const struct model *m = &net->model;
@@ -100,14 +100,19 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
         const struct layer_spec *s = &m->layers[i];
         int pair = fuse && sole_reader_is_next(m, i) && conv_pool_fusable(m, i);
         int bn = !pair && fuse ? bn_relu_fusable(m, i) : 0; /* bn_relu.h: layers the BN kernel absorbs */
+        int shortcut = bn ? bn_relu_shortcut(m, i) : -1;    /* and the Add's other input it reads */
         l->spec = s;
-        l->ops = pair ? &layer_conv_pool : bn ? bn_relu_ops(bn) : s->ops;
+        l->ops = pair ? &layer_conv_pool : bn ? bn_relu_ops(m, i) : s->ops;
         l->n = p->n;
         for (int k = 0; k < s->n_inputs; k++) {
             l->src_mds[k] = p->layers[s->inputs[k]].dst_md;
             l->srcs[k] = output_of(p, s->inputs[k]);
         }
         l->src_md = l->src_mds[0];
+        if (shortcut >= 0) {
+            l->src_mds[1] = p->layers[shortcut].dst_md;
+            l->srcs[1] = output_of(p, shortcut);
+        }
         if (s->n_params > 0) {
             l->w = net->params + s->params[0].offset;
             l->dw = net->grads + s->params[0].offset;
@@ -124,6 +129,15 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
                                    .src_md = l->dst_md, .dst_md = l->dst_md, .dst = l->dst};
             next->src_mds[0] = l->dst_md;
             next->srcs[0] = l->dst;
+            /* An absorbed layer's output read by several layers (a ReLU feeding a block and its shortcut) gets its
+             * gradients summed too: the kernel's backward wants the sum. */
+            if (m->layers[i].n_readers > 1 && runs_backward(&m->layers[i]) &&
+                (rc = dnn_mem(&p->acc[i], &next->dst_md, &net->dnn, NULL, err)))
+                return rc;
+            /* The absorbed Add's shortcut: its gradient is the one the kernel writes (output_gradient). */
+            for (int j = 0; shortcut >= 0 && j < next->spec->n_inputs; j++)
+                if (next->spec->inputs[j] == shortcut)
+                    *(j ? &next->diff_srcs[j] : &next->diff_src) = l->diff_srcs[1];
         }
     }
     return ERR_OK;
@@ -319,7 +333,8 @@ static const float *forward(struct net *net, struct net_plan *p, const struct ne
 static dnnl_memory_t diff_of_input(const struct layer *r, int k) { return k == 0 ? r->diff_src : r->diff_srcs[k]; }
 
 /* Sets p->dy[j], the gradient of layer j's output, from the layers that read it (all later, so done): a single
- * reader's input gradient as it is (an absorbed reader passes on its own output's), else their sum in p->acc[j],
+ * reader's input gradient as it is (an absorbed reader passes on its own output's, unless the kernel that ran it
+ * wrote one for that input: an absorbed Add's shortcut), else their sum in p->acc[j],
  * in reader order (the same sum on every rank). */
 static int output_gradient(const struct model *m, struct net_plan *p, int j)
 {
@@ -331,7 +346,8 @@ static int output_gradient(const struct model *m, struct net_plan *p, int j)
             if (m->layers[r].inputs[k] != j)
                 continue;
             const struct layer *rl = &p->layers[r];
-            dnnl_memory_t d = rl->absorbed || rl->diff_passes[k] ? p->dy[r] : diff_of_input(rl, k);
+            dnnl_memory_t d = rl->diff_passes[k] || (rl->absorbed && !diff_of_input(rl, k)) ? p->dy[r]
+                                                                                           : diff_of_input(rl, k);
             if (!acc) {
                 p->dy[j] = d;
                 return ERR_OK;
