@@ -24,7 +24,8 @@ stage_done() { times+=("$1 $((SECONDS - t0))s"); echo "== $1: $((SECONDS - t0))s
 if [[ " $stages " == *" tests "* ]]; then
   cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
   cmake --build "$build" -j "$(nproc)"
-  (cd "$build" && ctest --output-on-failure "$@")
+  # Two at a time: most end-to-end tests wait on MPI start-up and on each other's ranks, as in the sanitizer stage.
+  (cd "$build" && ctest --output-on-failure -j "$(nproc)" "$@")
   stage_done tests
 fi
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_augment_e2e.sh TRAINER MAKE_DATASET COMPARE_WEIGHTS DATA_DIR: a model with augmentation layers as a user
 # trains it: the same weights on 1 and 2 ranks (summation order aside), a bit-identical resume across an epoch
-# boundary, draws that change with the layer's seed, and eval/info. Prints "N passed, N failed"; exits non-zero
-# when a check fails.
+# boundary, draws that change with the layer's seed, eval/info, and the shipped recipes' model files. Prints
+# "N passed, N failed"; exits non-zero when a check fails.
 set -u
 trainer=$1 make_dataset=$2 compare=$3 data=$4
 work=$(mktemp -d)
@@ -64,6 +64,16 @@ mpi 2 "$trainer" predict --checkpoint np2.h5 --data test.h5 --tta flip -o tta.h5
   && ok "predict --tta flip" || bad "predict --tta flip"
 "$trainer" eval --checkpoint np2.h5 --data test.h5 --tta rotate >/dev/null 2>err.txt
 [ $? -eq 2 ] && grep -q "unknown augmentation 'rotate'" err.txt && ok "--tta rotate: exit 2" || bad "--tta rotate"
+
+# The shipped recipes' model files (jobs/recipes/*.model) build and take a training step on 28x28x1 images.
+recipes=$(cd "$(dirname "$0")/../jobs/recipes" && pwd)
+"$make_dataset" fm.h5 32 28 8 3 1 >/dev/null || bad "cannot make 28x28x1 data" # 8 classes: labels the 10 outputs take
+for f in "$recipes"/*.model; do
+  "$trainer" train --data fm.h5 --model "$f" --epochs 1 --batch-size 16 --max-steps 2 --threads 1 --quiet \
+    --checkpoint "recipe.h5" >recipe.txt 2>&1 && [ -s recipe.h5 ] \
+    && ok "recipe model $(basename "$f") trains" || bad "recipe model $f: $(tail -3 recipe.txt)"
+  rm -f recipe.h5
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

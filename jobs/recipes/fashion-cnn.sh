@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# fashion-cnn.sh: issue #15's first recipe: the seed's fashion-cnn layers, unchanged, behind horizontal flips and
-# shifts of up to 2 pixels (fashion-cnn-aug.model), Adam at batch 128 with a one-epoch warmup to lr 2e-3 and a
-# cosine decay, label smoothing 0.1; flip test-time augmentation at evaluation. Target: >= 0.93 test accuracy.
+# fashion-cnn.sh: issue #15's first recipe: the seed's fashion-cnn layers, unchanged, behind horizontal flips
+# (fashion-cnn-aug.model, which says why not shifts too), Adam at batch 128 with a one-epoch warmup to lr 2e-3 and
+# a cosine decay, label smoothing 0.1; flip test-time augmentation at evaluation. Target: >= 0.93 test accuracy.
 # Runs from a clean clone like jobs/quickstart.sh. Environment: EPOCHS (default 40), RANKS, OUT, SEED, TTA,
 # THREADS, TRAIN_ARGS; PEER=1 (or `peer.sh fashion-cnn`) runs the PyTorch peer on the same model and recipe
 # (see common.sh). Ends with the `time to P: S s` lines and `test accuracy: X`.
