@@ -483,9 +483,8 @@ enum { NB = 10, SAMPLE = 11 * 11 * 3, CLASSES = 4 };
 
 static struct net *make_net_of(const char *text, int no_fusion)
 {
-    static struct model models[8];
-    static int used;
-    struct model *mp = &models[used++ % 8];
+    static struct model m; /* large for the stack; net_create copies it */
+    struct model *mp = &m;
     struct error err = {0};
     struct net *net = NULL;
     if (model_parse(mp, text, "bn-net", &err) != ERR_OK)

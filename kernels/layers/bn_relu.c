@@ -132,35 +132,18 @@ static void br_destroy(struct layer *l)
     struct br_priv *p = l->priv;
     layer_release_outputs(l);
     if (p) {
-        if (p->to_plain)
-            dnnl_primitive_destroy(p->to_plain);
-        if (p->from_plain)
-            dnnl_primitive_destroy(p->from_plain);
-        if (p->x_plain)
-            dnnl_memory_destroy(p->x_plain);
-        if (p->dx_plain)
-            dnnl_memory_destroy(p->dx_plain);
-        if (p->s_to)
-            dnnl_primitive_destroy(p->s_to);
-        if (p->g_from)
-            dnnl_primitive_destroy(p->g_from);
-        if (p->s_plain)
-            dnnl_memory_destroy(p->s_plain);
-        if (p->g)
-            dnnl_memory_destroy(p->g);
-        if (l->diff_srcs[1] && l->diff_srcs[1] != p->g)
-            dnnl_memory_destroy(l->diff_srcs[1]);
-        free(p->where);
-        free(p->xmax);
-        free(p->mean);
-        free(p->inv);
-        free(p->fa);
-        free(p->fb);
-        free(p->fc);
-        free(p->part);
-        free(p->sums);
-        free(p->local);
-        free(p->dmean);
+        dnnl_primitive_t prims[] = {p->to_plain, p->from_plain, p->s_to, p->g_from};
+        dnnl_memory_t mems[] = {p->x_plain, p->dx_plain, p->s_plain, p->g,
+                                l->diff_srcs[1] != p->g ? l->diff_srcs[1] : NULL};
+        void *bufs[] = {p->where, p->xmax, p->mean, p->inv, p->fa, p->fb, p->fc, p->part, p->sums, p->local, p->dmean};
+        for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
+            if (prims[i])
+                dnnl_primitive_destroy(prims[i]);
+        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+            if (mems[i])
+                dnnl_memory_destroy(mems[i]);
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            free(bufs[i]);
         free(p);
     }
     l->priv = NULL;

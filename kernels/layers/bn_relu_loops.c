@@ -167,6 +167,9 @@ BR_BODY void plane_dx_pool_body(long B, long H, long W, long QH, long QW, const 
         plane_dx_uncovered_body(W, B, x + (H - 1) * W * B, mean, inv, a, mdy, mdyx, dx + (H - 1) * W * B);
 }
 
+/* The Add kernel's loops below are near copies of the ones above rather than the same loops with a NULL test on
+ * g inside: GCC takes such a test out of a vector loop only at -O3 (-funswitch-loops). */
+
 /* y = relu(x * a + b + s) over the plane: the residual block's end (BatchNormalization, Add of the shortcut s,
  * ReLU). */
 BR_BODY void plane_norm_add_relu_body(long R, long B, const float *restrict x, const float *restrict a,

@@ -158,7 +158,7 @@ struct conv_descs {
  * seed's Conv2D + ReLU models keep the direct kernels they were measured with. The results differ from the
  * direct algorithm's by float rounding, as another summation order would. */
 #define WINOGRAD_MIN_FWD 32
-#define WINOGRAD_MIN_BWD 64
+#define WINOGRAD_MIN_BWD_DATA 64
 
 static int winograd_shape(const struct layer *l, const struct conv_geom *g, int min_channels)
 {
@@ -189,7 +189,7 @@ static int conv_describe(const struct layer *l, const struct conv_geom *g, const
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&dst, 4, g->dst, dnnl_f32, dnnl_format_tag_any));
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&wd->wei_md, 4, g->wei, dnnl_f32, dnnl_hwio));
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&wd->bias_md, 1, g->bias, dnnl_f32, dnnl_x));
-    int wf = winograd_shape(l, g, WINOGRAD_MIN_FWD), wb = winograd_shape(l, g, WINOGRAD_MIN_BWD);
+    int wf = winograd_shape(l, g, WINOGRAD_MIN_FWD), wd_data = winograd_shape(l, g, WINOGRAD_MIN_BWD_DATA);
     if (wf) {
         DNN_CHECK(dnnl_convolution_forward_desc_init(&cd->fwd, dnnl_forward_training, dnnl_convolution_winograd,
                                                      &src, &wei, bias, &dst, g->strides, g->pad_l, g->pad_r));
@@ -203,15 +203,15 @@ static int conv_describe(const struct layer *l, const struct conv_geom *g, const
      * any number of ranks" allows. Forward and the input gradient are per image: the same on any rank count. */
     DNN_CHECK(dnnl_convolution_backward_weights_desc_init(&cd->bwd_w, dnnl_convolution_direct, &src, &wei, bias, &dst,
                                                           g->strides, g->pad_l, g->pad_r));
-    if (wb) {
+    if (wd_data) {
         DNN_CHECK(dnnl_primitive_desc_create(&hint, &cd->fwd, NULL, d->engine, NULL));
         DNN_CHECK(dnnl_convolution_backward_data_desc_init(&cd->bwd_d, dnnl_convolution_winograd, &src, &wei, &dst,
                                                            g->strides, g->pad_l, g->pad_r));
-        wb = implemented(&cd->bwd_d, d, hint);
+        wd_data = implemented(&cd->bwd_d, d, hint);
         dnnl_primitive_desc_destroy(hint);
         hint = NULL;
     }
-    if (!wb)
+    if (!wd_data)
         DNN_CHECK(dnnl_convolution_backward_data_desc_init(&cd->bwd_d, dnnl_convolution_direct, &src, &wei, &dst,
                                                            g->strides, g->pad_l, g->pad_r));
     wd->fwd = &cd->fwd;

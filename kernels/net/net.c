@@ -135,9 +135,14 @@ static int plan_layers(struct net *net, struct net_plan *p, struct error *err)
                 (rc = dnn_mem(&p->acc[i], &next->dst_md, &net->dnn, NULL, err)))
                 return rc;
             /* The absorbed Add's shortcut: its gradient is the one the kernel writes (output_gradient). */
-            for (int j = 0; shortcut >= 0 && j < next->spec->n_inputs; j++)
-                if (next->spec->inputs[j] == shortcut)
-                    *(j ? &next->diff_srcs[j] : &next->diff_src) = l->diff_srcs[1];
+            for (int j = 0; shortcut >= 0 && j < next->spec->n_inputs; j++) {
+                if (next->spec->inputs[j] != shortcut)
+                    continue;
+                if (j == 0) /* diff_of_input's slot for input 0 */
+                    next->diff_src = l->diff_srcs[1];
+                else
+                    next->diff_srcs[j] = l->diff_srcs[1];
+            }
         }
     }
     return ERR_OK;
