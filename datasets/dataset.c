@@ -590,6 +590,19 @@ static int cache_labels(struct dataset *ds, struct error *err)
  * small whatever the file. */
 #define HOLD_SLAB 4096
 
+/* Reads one byte of every page of the held images once, from this thread. Under a hypervisor that shadows
+ * the guest's page tables, the first access from user space to each page the kernel filled (pread) is a fault
+ * of several µs; a batch of random samples met one per sample through the first epoch (BENCHMARKS.md item 18:
+ * 64 samples 118 -> 4 µs; the pass costs ~50 ms for 47 MB, once). Elsewhere it is a quick pass over memory. */
+static void touch_pages(const uint8_t *p, size_t bytes)
+{
+    const size_t page = 4096;
+    volatile uint8_t sink = 0;
+    for (size_t k = 0; k < bytes; k += page)
+        sink ^= p[k];
+    (void)sink;
+}
+
 int dataset_hold_in_memory(struct dataset *ds, int64_t max_bytes, int *held, struct error *err)
 {
     const size_t sample = (size_t)ds->h * ds->w * ds->c;
@@ -613,6 +626,7 @@ int dataset_hold_in_memory(struct dataset *ds, int64_t max_bytes, int *held, str
             free(all);
             return error_set(err, ERR_INPUT, "%s: cannot read /images: damaged or truncated file", ds->path);
         }
+        touch_pages(all, (size_t)ds->n * sample);
         ds->all_images = all;
         *held = 1;
         return ERR_OK;
@@ -635,6 +649,7 @@ int dataset_hold_in_memory(struct dataset *ds, int64_t max_bytes, int *held, str
         free(all);
         return rc;
     }
+    touch_pages(all, (size_t)ds->n * sample);
     ds->all_images = all;
     *held = 1;
     return ERR_OK;
