@@ -130,6 +130,12 @@ TRAINER_PROGRESS=bar $(train_cmd) >forced.txt 2>&1
 check "TRAINER_PROGRESS=bar: the bar even into a file" has_bar forced.txt
 TRAINER_PROGRESS=sometimes $(train_cmd --epochs 1) >warn.txt 2>&1
 check "an unknown TRAINER_PROGRESS is a warning" grep -q "TRAINER_PROGRESS='sometimes' is not bar, lines or auto" warn.txt
+# More threads than the cores the rank may run on (as under `mpirun -np 1`, which binds the rank to one core).
+taskset -c 0 $(train_cmd --epochs 1 --threads 2) >bound.txt 2>&1
+check "more threads than the rank's cores: a warning" \
+  grep -q "^trainer: warning: 2 threads per rank but this rank may run on 1 core (mpirun binds" bound.txt
+taskset -c 0 $(train_cmd --epochs 1 --threads 1) >fits.txt 2>&1
+check "threads within the rank's cores: no warning" eval '! grep -q "threads per rank but" fits.txt && grep -q "^Epoch 1/1" fits.txt'
 
 # Under mpirun the ranks' stdout is always a pty of mpirun's: the bar must follow mpirun's own stdout.
 in_pty "$(declare -f mpi); mpi 2 $(train_cmd)" >mpi_tty.txt 2>&1

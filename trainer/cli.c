@@ -217,6 +217,14 @@ int cli_threads(long requested)
         t = procs < online ? procs : procs / dist_local_size();
         if (t < 1)
             t = 1;
+    } else if (t > omp_get_num_procs() && rank_ == 0) {
+        /* Asked for more threads than the cores this rank may run on: they would take turns on them (under
+         * `mpirun -np 1 ... --threads 2`, about half the speed, measured). */
+        progress_interrupt();
+        fprintf(stderr,
+                "trainer: warning: %d threads per rank but this rank may run on %d core%s (mpirun binds each rank "
+                "to a core for -np 2 or less: add --bind-to none to share the node's cores)\n",
+                t, omp_get_num_procs(), omp_get_num_procs() == 1 ? "" : "s");
     }
     omp_set_num_threads(t);
     return t;

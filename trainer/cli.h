@@ -25,7 +25,8 @@ void cli_set_rank(int rank);
 int cli_is_root(void);
 
 /* Sets and returns the threads per rank: `requested` (> 0), else OMP_NUM_THREADS, else the cores this
- * process may run on, shared by the ranks of this node (so that N ranks on N cores do not oversubscribe). */
+ * process may run on, shared by the ranks of this node (so that N ranks on N cores do not oversubscribe).
+ * Rank 0 warns when a requested count is more than the cores it may run on (a rank bound by mpirun). */
 int cli_threads(long requested);
 
 /* Whether path starts with HDF5's signature (a checkpoint or Keras file, not a model text file). */

@@ -448,6 +448,16 @@ int augment_opts_text(const struct augment_cfg *c, char *buf, size_t size)
                     augment_fill_names[c->fill], augment_interp_names[c->interp], seed, fill);
 }
 
+int augment_factors_to_text(const struct layer_spec *s, char *buf, size_t size)
+{
+    const struct augment_cfg *c = &s->u.aug;
+    char hf[96], wf[96], opts[160];
+    augment_factor_text(c->h_lo, c->h_hi, c->h_form, hf, sizeof hf);
+    augment_factor_text(c->w_lo, c->w_hi, c->w_form, wf, sizeof wf);
+    augment_opts_text(c, opts, sizeof opts);
+    return snprintf(buf, size, "%s(height_factor=%s, width_factor=%s%s)", s->ops->name, hf, wf, opts);
+}
+
 /* ------------------------------------------------------------------------------------------ runtime */
 
 struct augment_priv {

@@ -59,6 +59,9 @@ void augment_num_text(double v, char *buf, size_t size);
 void augment_factor_text(double lo, double hi, int form, char *buf, size_t size);
 /* ", fill_mode='reflect', interpolation='bilinear', seed=None, fill_value=0.0". */
 int augment_opts_text(const struct augment_cfg *c, char *buf, size_t size);
+/* The text of a layer whose arguments are height_factor, width_factor and the transform options (RandomTranslation,
+ * RandomZoom): "Name(height_factor=..., width_factor=..., fill_mode=..., ...)"; a layer_ops to_text. */
+int augment_factors_to_text(const struct layer_spec *s, char *buf, size_t size);
 /* "None" or the seed. */
 void augment_seed_text(const struct augment_cfg *c, char *buf, size_t size);
 

@@ -282,17 +282,46 @@ static void column_sums(struct bn_priv *p, const float *a, const float *b, doubl
     }
 }
 
-static int global_sums(const struct step_ctx *ctx, double *v, int n, struct error *err)
+int bn_global_sums(const struct step_ctx *ctx, double *v, int n, struct error *err)
 {
     return ctx->sum ? ctx->sum(v, n, ctx->sum_arg, err) : ERR_OK;
 }
 
-/* Elements per channel in the global batch. */
-static double global_count(const struct layer *l, const struct step_ctx *ctx)
+double bn_global_count(const struct layer *l, const struct step_ctx *ctx)
 {
     const struct shape *s = &l->spec->in;
     int gb = ctx->global_batch > 0 ? ctx->global_batch : l->n;
     return (double)gb * s->h * s->w;
+}
+
+void bn_inference_coeffs(const struct layer *l, float *fa, float *fb, long c)
+{
+    const struct bn_parts q = bn_parts_of(l->spec);
+    const double eps = l->spec->u.bn.epsilon;
+    const float *w = l->w;
+    for (long k = 0; k < c; k++) {
+        double a = (q.gamma >= 0 ? w[q.gamma + k] : 1.0) / sqrt((double)w[q.var + k] + eps);
+        fa[k] = (float)a;
+        fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
+    }
+}
+
+void bn_param_grads(const struct layer *l, const double *sums, const double *local, const double *mean, long c,
+                    double m)
+{
+    const struct bn_parts q = bn_parts_of(l->spec);
+    const double n_local = (double)l->n * l->spec->in.h * l->spec->in.w; /* this rank's elements per channel */
+    float *dw = l->dw;
+    for (long k = 0; k < c; k++) {
+        if (q.beta >= 0)
+            dw[q.beta + k] = (float)sums[k];
+        if (q.gamma >= 0)
+            dw[q.gamma + k] = (float)sums[c + k];
+        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2. */
+        double sq = local[c + k] - 2.0 * mean[k] * local[k] + n_local * mean[k] * mean[k];
+        dw[q.mean + k] = (float)(local[k] / m);
+        dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
+    }
 }
 
 static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
@@ -314,9 +343,9 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
     if (ctx->training) {
         column_sums(p, x, NULL, p->sums);
         memcpy(p->local, p->sums, sizeof(double) * 2 * (size_t)c);
-        if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+        if ((rc = bn_global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
             return rc;
-        const double m = global_count(l, ctx);
+        const double m = bn_global_count(l, ctx);
         for (long k = 0; k < c; k++) {
             double mean = p->sums[k] / m, var = p->sums[c + k] / m - mean * mean;
             p->mean[k] = mean;
@@ -342,11 +371,7 @@ static int bn_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
         return ERR_OK;
     }
     /* Inference, with the moving averages: y = x * a + b, a = gamma / sqrt(var + eps), b = beta - mean * a. */
-    for (long k = 0; k < c; k++) {
-        double a = (q.gamma >= 0 ? w[q.gamma + k] : 1.0) / sqrt((double)w[q.var + k] + eps);
-        fa[k] = (float)a;
-        fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
-    }
+    bn_inference_coeffs(l, fa, fb, c);
 #pragma omp parallel for schedule(static)
     for (long pl = 0; pl < planes; pl++) {
         const long k0 = (pl % CB) * B;
@@ -373,28 +398,16 @@ static int bn_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
     const long planes = p->planes, R = p->R, B = p->B, CB = p->CB, c = p->c;
     const float *dy = dnn_ptr(diff_dst); /* in dst_md */
     const float *w = l->w;
-    float *dw = l->dw;
     int rc;
     (void)src;
     if (!ctx->training)
         return error_set(err, ERR_INTERNAL, "%s: backward after an inference forward", l->spec->name);
     column_sums(p, dy, p->xhat, p->sums);
-    const double m = global_count(l, ctx);
-    const double n_local = (double)l->n * R; /* this rank's elements per channel */
-    for (long k = 0; k < c; k++) {
-        if (q.beta >= 0)
-            dw[q.beta + k] = (float)p->sums[k];
-        if (q.gamma >= 0)
-            dw[q.gamma + k] = (float)p->sums[c + k];
-        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2. */
-        double mean = p->mean[k];
-        double sq = p->local[c + k] - 2.0 * mean * p->local[k] + n_local * mean * mean;
-        dw[q.mean + k] = (float)(p->local[k] / m);
-        dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
-    }
+    const double m = bn_global_count(l, ctx);
+    bn_param_grads(l, p->sums, p->local, p->mean, c, m);
     if (!l->diff_src)
         return ERR_OK;
-    if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+    if ((rc = bn_global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
         return rc;
     float *dx = plain_io_dx(&p->io, l); /* l->diff_src itself unless through a plain copy */
     float *a = p->fa, *mdy = p->fb, *mdyx = p->fc;

@@ -250,11 +250,6 @@ fail:
     return err ? err->code : ERR_INTERNAL;
 }
 
-static int global_sums(const struct step_ctx *ctx, double *v, int n, struct error *err)
-{
-    return ctx->sum ? ctx->sum(v, n, ctx->sum_arg, err) : ERR_OK;
-}
-
 /* Adds the threads' partials (p->part, `used` of them, 2 cp each) into sums (2 c) in thread order. */
 static void add_partials(const struct br_priv *p, int used, double *sums)
 {
@@ -296,13 +291,6 @@ static void norm_relu(const struct br_priv *p, const float *x, const float *sc, 
     }
 }
 
-/* Elements per channel in the global batch. */
-static double global_count(const struct layer *l, const struct step_ctx *ctx)
-{
-    int gb = ctx->global_batch > 0 ? ctx->global_batch : l->n;
-    return (double)gb * l->spec->in.h * l->spec->in.w;
-}
-
 static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t src, struct error *err)
 {
     struct br_priv *p = l->priv;
@@ -327,11 +315,7 @@ static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
     }
     if (!ctx->training) {
         /* The moving averages: y = relu(x * a + b), a = gamma / sqrt(var + eps), b = beta - mean * a. */
-        for (long k = 0; k < c; k++) {
-            double a = (q.gamma >= 0 ? w[q.gamma + k] : 1.0) / sqrt((double)w[q.var + k] + eps);
-            p->fa[k] = (float)a;
-            p->fb[k] = (float)((q.beta >= 0 ? w[q.beta + k] : 0.0) - (double)w[q.mean + k] * a);
-        }
+        bn_inference_coeffs(l, p->fa, p->fb, c);
         norm_relu(p, x, sc, dnn_ptr(l->dst), 0);
         return ERR_OK;
     }
@@ -349,9 +333,9 @@ static int br_forward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_t
     }
     add_partials(p, used, p->sums);
     memcpy(p->local, p->sums, sizeof(double) * 2 * (size_t)c);
-    if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+    if ((rc = bn_global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
         return rc;
-    const double m = global_count(l, ctx);
+    const double m = bn_global_count(l, ctx);
     /* y = gamma * (x - mean) * inv + beta, as x * a + b: one multiply-add a value. */
     for (long k = 0; k < c; k++) {
         double mean = p->sums[k] / m, var = p->sums[c + k] / m - mean * mean;
@@ -380,7 +364,7 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
     const float *dy = dnn_ptr(diff_dst), *y = dnn_ptr(l->dst);
     const float *x = dnn_ptr(p->to_plain ? p->x_plain : src); /* forward's plain copy, or src itself */
     const float *w = l->w;
-    float *dw = l->dw, *g = p->add ? dnn_ptr(p->g) : NULL;
+    float *g = p->add ? dnn_ptr(p->g) : NULL;
     int rc, used = 1;
     if (!ctx->training)
         return error_set(err, ERR_INTERNAL, "%s: backward after an inference forward", l->spec->name);
@@ -406,19 +390,8 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
         used = omp_get_num_threads();
     }
     add_partials(p, used, p->sums);
-    const double m = global_count(l, ctx);
-    const double n_local = (double)l->n * R; /* this rank's elements per channel */
-    for (long k = 0; k < c; k++) {
-        if (q.beta >= 0)
-            dw[q.beta + k] = (float)p->sums[k];
-        if (q.gamma >= 0)
-            dw[q.gamma + k] = (float)p->sums[c + k];
-        /* sum over this rank of (x - mean)^2 = sum x^2 - 2 mean sum x + n mean^2. */
-        double mean = p->dmean[k];
-        double sq = p->local[c + k] - 2.0 * mean * p->local[k] + n_local * mean * mean;
-        dw[q.mean + k] = (float)(p->local[k] / m);
-        dw[q.var + k] = (float)((sq > 0 ? sq : 0) / (m > 1 ? m - 1 : 1));
-    }
+    const double m = bn_global_count(l, ctx);
+    bn_param_grads(l, p->sums, p->local, p->dmean, c, m);
     if (p->g_from) { /* the shortcut's gradient, in its layout */
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->g}, {DNNL_ARG_TO, l->diff_srcs[1]}};
         if ((rc = dnn_exec(p->g_from, ctx->dnn, 2, args, err)) != ERR_OK)
@@ -426,7 +399,7 @@ static int br_backward(struct layer *l, const struct step_ctx *ctx, dnnl_memory_
     }
     if (!l->diff_src)
         return ERR_OK;
-    if ((rc = global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
+    if ((rc = bn_global_sums(ctx, p->sums, (int)(2 * c), err)) != ERR_OK)
         return rc;
     float *a = p->fa, *mdy = p->fb, *mdyx = p->fc;
     for (long k = 0; k < c; k++) {

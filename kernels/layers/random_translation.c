@@ -47,16 +47,6 @@ static int translation_forward(struct layer *l, const struct step_ctx *ctx, dnnl
     return augment_forward(l, ctx, src, translation_sample, NULL, err);
 }
 
-static int translation_to_text(const struct layer_spec *s, char *buf, size_t size)
-{
-    const struct augment_cfg *c = &s->u.aug;
-    char hf[96], wf[96], opts[160];
-    augment_factor_text(c->h_lo, c->h_hi, c->h_form, hf, sizeof hf);
-    augment_factor_text(c->w_lo, c->w_hi, c->w_form, wf, sizeof wf);
-    augment_opts_text(c, opts, sizeof opts);
-    return snprintf(buf, size, "%s(height_factor=%s, width_factor=%s%s)", s->ops->name, hf, wf, opts);
-}
-
 const struct layer_ops layer_random_translation = {
     .name = "RandomTranslation",
     .keras_prefix = "random_translation",
@@ -67,5 +57,5 @@ const struct layer_ops layer_random_translation = {
     .backward = augment_backward,
     .destroy = augment_destroy,
     .init_params = NULL,
-    .to_text = translation_to_text,
+    .to_text = augment_factors_to_text,
 };
