@@ -235,6 +235,20 @@ static void test_state_round_trip(void **state)
     }
     assert_int_equal(callbacks_from_text(&b, "", &err), ERR_OK);
     assert_int_equal(b.n, 0);
+    /* Whole numbers past the reader's integers are written as floats, so that they read back (fuzz_callback found
+     * min_delta=7e16 stored as "70000000000000000", refused on resume as an integer too large). */
+    callbacks_init(&a);
+    add(&a, "ReduceLROnPlateau(min_delta=7e16, min_lr=3e9)");
+    add(&a, "EarlyStopping(min_delta=-5e15, baseline=2147483648.0)");
+    assert_non_null(strstr(a.cb[0].text, "min_delta=70000000000000000.0,"));
+    assert_non_null(strstr(a.cb[0].text, "min_lr=3000000000.0)"));
+    assert_non_null(strstr(a.cb[1].text, "min_delta=-5000000000000000.0,"));
+    assert_non_null(strstr(a.cb[1].text, "baseline=2147483648.0,"));
+    callbacks_text(&a, text, sizeof text);
+    assert_int_equal(callbacks_from_text(&b, text, &err), ERR_OK);
+    callbacks_text(&b, text2, sizeof text2);
+    assert_string_equal(text, text2);
+    assert_true(b.cb[0].min_delta == 7e16 && b.cb[0].min_lr == 3e9 && b.cb[1].baseline == 2147483648.0);
 }
 
 /* The schedule, the callbacks' configs and state and the best weights through a checkpoint, exactly; a

@@ -2,6 +2,7 @@
  * (EarlyStopping's weights put back at the end of training, as Keras 3 does). */
 #include "callbacks.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,17 @@ static int take_monitor(struct args *a, struct callback *cb, int mode_pos, struc
     return ERR_OK;
 }
 
+/* A float argument as the callback's text stores it (read back on resume): %.17g, which round-trips the double,
+ * but with ".0" after a whole number too large for the reader's integers (|v| > INT_MAX), so that it reads back
+ * as the float it is ("min_delta=70000000000000000" would be an integer out of range). */
+static const char *float_text(double v, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.17g", v);
+    if (fabs(v) > INT_MAX && isfinite(v) && !strpbrk(buf, ".eE"))
+        snprintf(buf + strlen(buf), size - strlen(buf), ".0");
+    return buf;
+}
+
 /* ReduceLROnPlateau(monitor='val_loss', factor=0.1, patience=10, verbose=0, mode='auto', min_delta=1e-4,
  * cooldown=0, min_lr=0) */
 static int take_plateau(struct args *a, struct callback *cb, struct error *err)
@@ -81,11 +93,13 @@ static int take_plateau(struct args *a, struct callback *cb, struct error *err)
         (rc = nonneg(a, "min_delta", 5, cb->min_delta, err)) ||
         (rc = nonneg(a, "cooldown", 6, (double)cb->cooldown, err)) || (rc = nonneg(a, "min_lr", 7, cb->min_lr, err)))
         return rc;
+    char factor[40], min_delta[40], min_lr[40];
     snprintf(cb->text, sizeof cb->text,
-             "ReduceLROnPlateau(monitor='%s', factor=%.17g, patience=%ld, verbose=%d, mode='%s', min_delta=%.17g, "
-             "cooldown=%ld, min_lr=%.17g)",
-             cb->monitor_name, cb->factor, cb->patience, cb->verbose, mode_names[cb->mode], cb->min_delta,
-             cb->cooldown, cb->min_lr);
+             "ReduceLROnPlateau(monitor='%s', factor=%s, patience=%ld, verbose=%d, mode='%s', min_delta=%s, "
+             "cooldown=%ld, min_lr=%s)",
+             cb->monitor_name, float_text(cb->factor, factor, sizeof factor), cb->patience, cb->verbose,
+             mode_names[cb->mode], float_text(cb->min_delta, min_delta, sizeof min_delta), cb->cooldown,
+             float_text(cb->min_lr, min_lr, sizeof min_lr));
     return ERR_OK;
 }
 
@@ -118,12 +132,14 @@ static int take_early(struct args *a, struct callback *cb, struct error *err)
     if ((rc = nonneg(a, "patience", 2, (double)cb->patience, err)) ||
         (rc = nonneg(a, "start_from_epoch", 7, (double)cb->start_from_epoch, err)))
         return rc;
+    char min_delta[40];
     if (cb->has_baseline)
-        snprintf(base, sizeof base, "%.17g", cb->baseline);
+        float_text(cb->baseline, base, sizeof base);
     snprintf(cb->text, sizeof cb->text,
-             "EarlyStopping(monitor='%s', min_delta=%.17g, patience=%ld, verbose=%d, mode='%s', baseline=%s, "
+             "EarlyStopping(monitor='%s', min_delta=%s, patience=%ld, verbose=%d, mode='%s', baseline=%s, "
              "restore_best_weights=%s, start_from_epoch=%ld)",
-             cb->monitor_name, cb->min_delta, cb->patience, cb->verbose, mode_names[cb->mode], base,
+             cb->monitor_name, float_text(cb->min_delta, min_delta, sizeof min_delta), cb->patience, cb->verbose,
+             mode_names[cb->mode], base,
              cb->restore_best_weights ? "True" : "False", cb->start_from_epoch);
     return ERR_OK;
 }
