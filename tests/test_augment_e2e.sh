@@ -4,15 +4,12 @@
 # boundary, draws that change with the layer's seed, eval/info, and the shipped recipes' model files. Prints
 # "N passed, N failed"; exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 compare=$3 data=$4
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 train() { local n=$1; shift; mpi "$n" "$trainer" train --data train.h5 --threads 1 --quiet --batch-size 16 "$@"; }
 
 "$make_dataset" train.h5 768 12 4 1 >/dev/null && "$make_dataset" test.h5 256 12 4 2 >/dev/null \
@@ -75,5 +72,4 @@ for f in "$recipes"/*.model; do
   rm -f recipe.h5
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -5,6 +5,8 @@
 # interrupted, bit for bit, and `trainer info` reads the checkpoint after every kill.
 # CHAOS_SEED=N replays a run (the seed is printed). Prints "N passed, N failed"; exits non-zero on a failure.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 abs() { readlink -f "$1"; }
 trainer_bin=$(abs "$1") make_dataset=$(abs "$2") compare=$(abs "$3") data=$(abs "$4")
 work=$(mktemp -d)
@@ -13,10 +15,6 @@ cd "$work"
 # A link with a name unique to this run: pgrep finds this run's ranks and no one else's.
 ln -s "$trainer_bin" "$work/trainer"
 trainer=$work/trainer
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
 seed=${CHAOS_SEED:-$(( $(date +%s) % 32768 ))}
 RANDOM=$seed
@@ -97,5 +95,4 @@ launch --resume ck.h5 --data train.h5 --val test.h5 --threads 1 --quiet >last.tx
 h5dump -a /trainer/lr_factor ref.h5 >a.txt 2>&1; h5dump -a /trainer/lr_factor ck.h5 >b.txt 2>&1
 cmp -s <(grep -A3 DATA a.txt) <(grep -A3 DATA b.txt) && ok "the same plateau factor" || bad "plateau factor differs"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

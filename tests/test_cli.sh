@@ -4,18 +4,14 @@
 # pseudo-terminal), the metrics CSV and its plot, eval's tables and JSON, info on each kind of file.
 # Terminals are made with util-linux's `script`. Prints "N passed, N failed"; exits non-zero on a failure.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 json_check=$3 data=$4 src=$5 fixtures=${6:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
 unset TRAINER_PROGRESS
-mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 # in_pty CMD: runs CMD (a shell command line) on a fresh pseudo-terminal, its controlling terminal.
 in_pty() { SHELL=/bin/bash TERM=xterm timeout -k 5 120 script -qec "$1" /dev/null; }
 esc=$'\033'
@@ -211,5 +207,4 @@ echo "not HDF5" >junk.h5
 check "info on something else: one error line, exit 3" bash -c "[ $rc -eq 3 ] && [ \$(wc -l <err.txt) -eq 1 ] \
   && grep -q '^trainer: error: junk.h5' err.txt"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -2,16 +2,13 @@
 # test_e2e.sh TRAINER MAKE_DATASET COMPARE_WEIGHTS DATA_DIR COMPARE_ARRAYS FIXTURES: the trainer as a user runs it.
 # Prints "N passed, N failed" and exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 compare=$3 data=$4 compare_arrays=$5 fixtures=$6
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
 # Open MPI refuses root without these.
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 
 # expect CODE PATTERN DESCRIPTION CMD...: CMD exits with CODE and its stderr matches PATTERN.
 expect() {
@@ -226,5 +223,4 @@ bnacc=$(mpi 2 "$trainer" eval --checkpoint bnfast.h5 --data train.h5 2>/dev/null
 awk -v a="${bnacc:-0}" 'BEGIN { exit !(a >= 0.9) }' && ok "BatchNormalization: eval with the moving averages, accuracy $bnacc" \
   || bad "BatchNormalization eval accuracy '${bnacc}'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -4,6 +4,8 @@
 # 3 bad input, 4 I/O, 5 diverged, 75 stopped by a signal), no process left behind, and nothing on disk lost.
 # Prints "N passed, N failed" and exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 # Absolute paths: the script works in a directory of its own.
 abs() { readlink -f "$1"; }
 trainer_bin=$(abs "$1") make_dataset=$(abs "$2") compare=$(abs "$3") bad_dataset=$(abs "$4")
@@ -23,10 +25,6 @@ cd "$work"
 ln -s "$trainer_bin" "$work/trainer"
 trainer=$work/trainer
 model=$data/small.model
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # One thread per rank: two ranks on two cores; and -q: mpirun's own notes would hide whether the trainer
 # printed one line.
 export OMP_NUM_THREADS=1
@@ -350,5 +348,4 @@ run 2 "$trainer" train --resume stopped.h5 --data train.h5 --epochs 1000 --max-s
   || bad "resumed run differs: $(cat cmp.txt)"
 no_leftovers "the end"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -4,15 +4,13 @@
 # 1, 2 and 4 ranks and resumes bit for bit, graph checkpoints are Keras Functional files, a functional chain trains
 # to the bits of the same chain a layer a line, and the functional reader's errors. Prints "N passed, N failed".
 set -u
+MPI_TIMEOUT=240 # its resnet20 runs need longer than lib.sh's default
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 compare=$3 compare_arrays=$4 data=$5 fixtures=$6
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { local n=$1; shift; timeout -k 5 240 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 expect() {
   local code=$1 pattern=$2 what=$3; shift 3
   "$@" >out.txt 2>err.txt; local rc=$?
@@ -92,5 +90,4 @@ printf "inputs = Input(shape=(12, 12, 1))\nx = Conv2D(4, 3)(inputs)\nx = Add()([
 expect 3 "^trainer: error: shapes.model:3: add_1: Add of tensors of different shapes" "Add of different shapes: exit 3" \
   mpi 2 "$trainer" train --model shapes.model --data train.h5
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -6,15 +6,13 @@
 # bad input: exit 3, one line naming the file, no output file; --skip-invalid counts.
 # Prints "N passed, N failed"; exits non-zero on a failure.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_images=$2 make_dataset=$3 data=$4 src=$5
 fashion=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 export OMP_NUM_THREADS=1
 unset TRAINER_PROGRESS
 
@@ -174,5 +172,4 @@ echo "x" >broken.png
 expect_error "predict on a file that is not an image" "broken.png: not a PNG or JPEG image" \
   predict --checkpoint c.h5 rgb.png broken.png
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -9,14 +9,13 @@
 # MAKE_DATASET's named classes keeps them in the metadata; and bad input: one line, the documented exit code, no
 # file left. Prints "N passed, N failed"; exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 data=$2 fixtures=$3 tools=$4 install_deps=$5 graph_test=${6:-} make_dataset=${7:-}
 py=/usr/bin/python3 check="$tools/onnx_check.py"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
 export OMP_NUM_THREADS=1
 
 # The runtimes come from Debian (jobs/install-deps.sh --onnx); a machine without them fails here, loudly.
@@ -209,5 +208,4 @@ while IFS= read -r line; do
 done <py.txt
 [ "$(wc -l <py.txt)" -eq "$(wc -l <jobs.tsv)" ] && ok "every runtime job reported" || bad "runtime jobs: $(tail -5 py.txt)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -5,15 +5,12 @@
 # the right epoch and restores the best weights; bad options stop every rank with one line and exit 2.
 # Prints "N passed, N failed" and exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 compare=$3 data=$4
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 # train N ARGS...: on N ranks, one thread each, small.model's data.
 train() { local n=$1; shift; mpi "$n" "$trainer" train --data train.h5 --val test.h5 --threads 1 --quiet "$@"; }
 # expect CODE PATTERN DESCRIPTION CMD...: CMD exits with CODE and its stderr matches PATTERN.
@@ -140,5 +137,4 @@ mpi 2 "$trainer" train "${base[@]}" --callback "EarlyStopping(patience=-1)" >out
 [ "$rc" -eq 2 ] && [ "$(grep -c 'trainer: error: --callback:1:' err.txt)" -eq 1 ] \
   && ok "2 ranks: exit 2, one message" || bad "2 ranks bad callback: exit $rc $(cat err.txt)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -4,16 +4,13 @@
 # with --accumulate 4 is batch 4B, resumes are bit-identical, a changed recipe and bad values are refused.
 # Prints "N passed, N failed" and exits non-zero when a check fails.
 set -u
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
 trainer=$1 make_dataset=$2 compare=$3 data=$4
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
-mpi() { local n=$1; shift; timeout -k 5 120 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }
 train() { local n=$1; shift; mpi "$n" "$trainer" train --data train.h5 --quiet "$@"; }
 
 # expect CODE PATTERN DESCRIPTION CMD...: CMD exits with CODE and its stderr matches PATTERN.
@@ -117,5 +114,4 @@ printf "Input(shape=(12, 12, 1))\nConv2D(4, 3, kernel_regularizer=l2(-1))\nFlatt
 expect 3 "neg.model:2:36: Conv2D: l2: 'l2' must be a finite number >= 0" "a negative regularizer: exit 3" \
   train 2 --model neg.model
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
