@@ -136,12 +136,7 @@ static void br_destroy(struct layer *l)
         dnnl_memory_t mems[] = {p->x_plain, p->dx_plain, p->s_plain, p->g,
                                 l->diff_srcs[1] != p->g ? l->diff_srcs[1] : NULL};
         void *bufs[] = {p->where, p->xmax, p->mean, p->inv, p->fa, p->fb, p->fc, p->part, p->sums, p->local, p->dmean};
-        for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
-            if (prims[i])
-                dnnl_primitive_destroy(prims[i]);
-        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
-            if (mems[i])
-                dnnl_memory_destroy(mems[i]);
+        dnn_destroy_all(prims, sizeof prims / sizeof prims[0], mems, sizeof mems / sizeof mems[0]);
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             free(bufs[i]);
         free(p);

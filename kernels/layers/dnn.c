@@ -122,6 +122,16 @@ void dnn_reorder_release(struct dnn_reorder *r)
     memset(r, 0, sizeof *r);
 }
 
+void dnn_destroy_all(const dnnl_primitive_t *prims, size_t n_prims, const dnnl_memory_t *mems, size_t n_mems)
+{
+    for (size_t i = 0; i < n_prims; i++)
+        if (prims[i])
+            dnnl_primitive_destroy(prims[i]);
+    for (size_t i = 0; i < n_mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+}
+
 int dnn_exec(dnnl_primitive_t prim, const struct dnn *d, int nargs, const dnnl_exec_arg_t *args,
              struct error *err)
 {

@@ -64,6 +64,9 @@ int dnn_reorder_into(struct dnn_reorder *r, dnnl_memory_t src, dnnl_memory_t dst
                      struct error *err);
 void dnn_reorder_release(struct dnn_reorder *r);
 
+/* Destroys the primitives and memories of the two arrays that are not NULL (a layer's runtime, at destroy). */
+void dnn_destroy_all(const dnnl_primitive_t *prims, size_t n_prims, const dnnl_memory_t *mems, size_t n_mems);
+
 /* Runs one primitive with its (arg, memory) pairs on d's stream and waits. */
 int dnn_exec(dnnl_primitive_t prim, const struct dnn *d, int nargs, const dnnl_exec_arg_t *args,
              struct error *err);

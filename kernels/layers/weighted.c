@@ -219,12 +219,7 @@ static void release_rt(struct weighted_rt *rt)
     dnnl_memory_t mems[] = {rt->w_slab, rt->dw_slab, rt->b_slab, rt->db_slab, rt->ddst_act, rt->dw_prim, rt->dsrc_prim};
     struct dnn_reorder *rs[] = {&rt->src_fwd, &rt->w_fwd, &rt->src_bwd, &rt->w_bwd,
                                 &rt->ddst_w,  &rt->ddst_d, &rt->dw_out, &rt->dsrc_out};
-    for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
-        if (prims[i])
-            dnnl_primitive_destroy(prims[i]);
-    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
+    dnn_destroy_all(prims, sizeof prims / sizeof prims[0], mems, sizeof mems / sizeof mems[0]);
     for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
         dnn_reorder_release(rs[i]);
 }
